@@ -128,7 +128,7 @@ class _Retry(Exception):
 class ShopifyTransport:
     """Sends GraphQL documents to one store's Admin API. Not thread-safe: one per worker."""
 
-    throttle_margin_seconds = 0.05  # added to every exact throttle/pacing wait (clock granularity, network)
+    throttle_margin_seconds = 0.02  # added to every exact throttle/pacing wait (rounded currentlyAvailable, clocks)
     first_request_cost = 100.0  # what a caller may ask for before the first answer tells us the bucket
     max_throttle_waits = 60  # per execute(): only a bucket shared with other busy workers gets anywhere near
 
@@ -225,7 +225,7 @@ class ShopifyTransport:
         need = float(requested_cost) if requested_cost else None
         while True:
             if need:
-                self._pace(need)
+                throttle_waited += self._pace(need)  # waiting for the bucket is not error-budget time either
             try:
                 return self._attempt(payload)
             except _Throttled as thr:
@@ -275,10 +275,10 @@ class ShopifyTransport:
         ceiling = min(self.backoff_max_seconds, self.backoff_base_seconds * (2 ** max(0, attempt - 1)))
         return ceiling * (0.5 + 0.5 * self.rng())  # "equal jitter": never zero, never over the ceiling
 
-    def _pace(self, need: float) -> None:
+    def _pace(self, need: float) -> float:
         bucket = self.bucket
         if bucket is None or bucket.restore_rate <= 0:
-            return
+            return 0.0
         if need > bucket.maximum:
             raise self.error(
                 ShopifyMaxCostExceeded,
@@ -288,10 +288,11 @@ class ShopifyTransport:
             )
         available = bucket.available_at(self.clock())
         if available >= need:
-            return
+            return 0.0
         wait = (need - available) / bucket.restore_rate + self.throttle_margin_seconds
         self.stats.pacing_wait_seconds += wait
         self.sleep(wait)
+        return wait
 
     def _observe_cost(self, body: dict) -> dict | None:
         cost = (body.get("extensions") or {}).get("cost") if isinstance(body, dict) else None
