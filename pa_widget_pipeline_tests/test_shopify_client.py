@@ -323,9 +323,15 @@ def test_delete_counts_already_gone_as_done(fenv):
     ids = [r.metaobject_id for r in written]
     first = env.client.delete_metaobjects(ids[:2])
     assert all(r.ok for r in first)
-    results = env.client.delete_metaobjects(ids)  # two of them are already gone
-    assert [r.key for r in results] == ids and all(r.ok for r in results)
-    assert env.stored() == {}
+    env.shop.faults.failing_handles = {"pa-w4": "INTERNAL_ERROR"}
+    try:
+        results = env.client.delete_metaobjects(ids)  # two of them are already gone
+    finally:
+        env.shop.faults.failing_handles = {}
+    assert [r.key for r in results] == ids
+    assert [r.ok for r in results] == [True, True, True, True, False, True]
+    assert results[4].errors[0].code == "INTERNAL_ERROR"
+    assert set(env.stored()) == {"pa-w4"}
 
 
 def test_definitions(fenv):
@@ -387,6 +393,37 @@ def test_bulk_fallback_when_it_cannot_start(renv, caplog):
     assert all(r.ok for r in results) and len(env.stored()) == 310
     assert env.client.stats.bulk_operations == 0 and env.client.stats.bulk_fallbacks == 1
     assert any("could not start" in r.getMessage() for r in caplog.records)
+
+
+def test_bulk_result_missing_lines_fail_those_items(renv):
+    env = renv(bulk_threshold=300, bulk_poll_seconds=0.05)
+
+    def drop_lines(response: httpx.Response) -> None:  # the result file comes back without lines 5 and 300
+        if "/results/" in response.request.url.path:
+            response.read()
+            kept = [ln for ln in response.text.splitlines()
+                    if json.loads(ln)["__lineNumber"] not in (5, 300)]
+            response._content = ("\n".join(kept) + "\n").encode()
+
+    env.transport.http.event_hooks["response"].insert(0, drop_lines)
+    results = env.client.upsert_metaobjects(TYPE, items(305))
+    failed = {r.key: r for r in results if not r.ok}
+    assert set(failed) == {"pa-w5", "pa-w300"}
+    assert failed["pa-w5"].errors[0].code == "BULK_RESULT_MISSING" and "line 5" in failed["pa-w5"].errors[0].message
+    assert env.client.stats.bulk_fallbacks == 0
+
+
+def test_bulk_that_outlasts_its_wait_is_canceled_and_written_batched(renv):
+    env = renv(bulk_threshold=300, bulk_poll_seconds=0.05, bulk_max_wait_seconds=0.3, restore_rate=1000.0)
+    env.shop.faults.bulk_line_latency_seconds = 0.01  # ~3 s of bulk work
+    try:
+        results = env.client.upsert_metaobjects(TYPE, items(301))
+    finally:
+        env.shop.faults.bulk_line_latency_seconds = 0.0
+    assert all(r.ok for r in results) and len(env.stored()) == 301
+    assert env.client.stats.bulk_fallbacks == 1
+    assert any("bulkOperationCancel" in s["query"] for s in env.sent)
+    assert next(iter(env.shop.bulk_operations.values()))["status"] in ("CANCELING", "CANCELED")
 
 
 def test_staged_upload_carries_no_token(renv):

@@ -18,6 +18,7 @@ import email.utils
 import ipaddress
 import logging
 import math
+import random
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -25,7 +26,7 @@ from typing import Any, Callable
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
-from tenacity import RetryCallState, RetryError, Retrying, retry_if_exception_type, wait_exponential_jitter
+from tenacity import RetryCallState, RetryError, Retrying, retry_if_exception_type
 
 from .errors import PAConfigError, PAUnavailableError
 from .models import WidgetFetch, parse_widgets
@@ -35,6 +36,9 @@ log = logging.getLogger(__name__)
 TOKEN_PATH = "/auth/connect/token"
 WIDGETS_PATH = "/3.0/widgets"
 MAX_PAGE_SIZE = 200
+BACKOFF_FIRST = 0.5
+BACKOFF_MAX = 10.0
+BACKOFF_JITTER = 0.5
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -172,7 +176,7 @@ class PAClient:
         self._token_refresh_at = 0.0
         self.requests_made = 0
         self.tokens_fetched = 0
-        self._backoff = wait_exponential_jitter(initial=0.5, max=10.0, exp_base=2, jitter=0.5)
+        self._random = random.Random()
 
     # ---- plumbing ----------------------------------------------------------------------------------------------
 
@@ -259,6 +263,10 @@ class PAClient:
                                      status)
         raise self._config_error(f"{what}: PA answered HTTP {status} ({detail}); not retried", status)
 
+    def _backoff(self, attempt_number: int) -> float:
+        """Exponential backoff with jitter: 0.5 s, 1 s, 2 s, ... capped at 10 s, plus up to 0.5 s at random."""
+        return min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (attempt_number - 1) + self._random.uniform(0, BACKOFF_JITTER))
+
     def _with_retries(self, what: str, attempt: Callable[[], Any]) -> Any:
         budget = self.retry_budget_seconds
         spent = [0.0]   # time used by this request's attempts and waits, as of the last wait
@@ -274,10 +282,10 @@ class PAClient:
             exc = rs.outcome.exception() if rs.outcome else None
             if isinstance(exc, _Transient) and exc.retry_after is not None:
                 return max(0.1, min(exc.retry_after, self.max_retry_after))
-            return self._backoff(rs)
+            return self._backoff(rs.attempt_number)
 
         def before_sleep(rs: RetryCallState) -> None:
-            spent[0] = used(rs) + rs.upcoming_sleep
+            spent[0] = used(rs)            # tenacity has already counted the coming sleep in idle_for
             exc = rs.outcome.exception() if rs.outcome else None
             log.warning("store %r (PA website %s): %s; attempt %d failed, retrying in %.2fs",
                         self.store, self.website_id, exc, rs.attempt_number, rs.upcoming_sleep)
@@ -290,10 +298,11 @@ class PAClient:
             last = err.last_attempt.exception()
             attempts = err.last_attempt.attempt_number
             status = getattr(last, "status", None)
+            failure = last.detail if isinstance(last, _Transient) and last.what == what else last
             raise PAUnavailableError(
                 self.store, self.website_id,
                 f"{what}: PA still failing after {attempts} attempt{'s' if attempts != 1 else ''} "
-                f"({spent[0]:.1f}s spent, retry budget {budget:g}s); last failure: {getattr(last, 'detail', last)}",
+                f"({spent[0]:.1f}s spent, retry budget {budget:g}s); last failure: {failure}",
                 status=status,
             ) from None
 

@@ -204,15 +204,21 @@ class OperationCost:
         return OBJECT_COST + self._selection_cost(named, node.selection_set, variables, record)
 
     def _connection_node_cost(self, conn_type, node: FieldNode, variables, record) -> int:
-        per_node = 0
+        # One node costs what its selection costs, whether reached through `nodes` or `edges { node }`
+        # (the edge wrapper and pageInfo are free; selecting both paths is not charged twice).
+        per_node = OBJECT_COST
         for _cond, sub in self._fields(node.selection_set):
-            if sub.name.value in ("pageInfo", "__typename"):
-                continue
             fdef = conn_type.fields.get(sub.name.value)
             if fdef is None:
                 continue
-            per_node += self._field_cost(fdef, sub, variables, record)
-        per_node = max(per_node, OBJECT_COST)
+            if sub.name.value == "nodes":
+                per_node = max(per_node, self._field_cost(fdef, sub, variables, record))
+            elif sub.name.value == "edges":
+                edge_type = get_named_type(fdef.type)
+                for _c, edge_sub in self._fields(sub.selection_set):
+                    edef = edge_type.fields.get(edge_sub.name.value)
+                    if edef is not None and edge_sub.name.value == "node":
+                        per_node = max(per_node, self._field_cost(edef, edge_sub, variables, record))
         if record:
             self._node_costs[id(node)] = per_node
         return per_node

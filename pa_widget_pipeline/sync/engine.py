@@ -225,3 +225,16 @@ def sync_type(
                 message=f"delete of metaobject {handle_of[mo_id]!r} ({mo_id}) failed: {message}",
             ))
     return result
+
+
+def failed_before_writes(*, store: str, type_key: str, metaobject_type: str, frame: pd.DataFrame,
+                         cause: BaseException) -> TypeSyncResult:
+    """The account of a type that `cause` stopped before anything was read or written (e.g. the definition
+    could not be read): every widget failed NOT_SYNCED, the message naming the cause."""
+    text = f"not synced: {type_key} sync aborted: {_cause_text(cause)}"
+    widget_ids = frame["widget_id"].tolist() if len(frame) else []
+    return TypeSyncResult(
+        type_key=type_key, metaobject_type=metaobject_type, store=store, total=len(widget_ids),
+        failed=len(widget_ids),
+        errors=[WidgetError(widget_id=wid, type=type_key, code=NOT_SYNCED, message=text) for wid in widget_ids],
+    )

@@ -143,6 +143,27 @@ class TypeSyncResult(BaseModel):
         }
 
 
+def _check_from_metadata(data: dict[str, Any] | None) -> DefinitionCheck | None:
+    if not data:
+        return None
+    return DefinitionCheck(
+        metaobject_type=data["metaobject_type"], exists=data["exists"],
+        missing_keys=tuple(data.get("missing_keys", ())),
+        wrong_types=tuple(tuple(t) for t in data.get("wrong_types", ())),  # type: ignore[misc]
+        extra_required_keys=tuple(data.get("extra_required_keys", ())),
+        definition_id=data.get("definition_id"),
+    )
+
+
+def type_result_from_metadata(data: dict[str, Any]) -> TypeSyncResult:
+    """The inverse of ``TypeSyncResult.to_metadata`` (errors as far as they were kept)."""
+    fields = {k: v for k, v in data.items() if k in TypeSyncResult.model_fields and k not in ("check", "errors")}
+    return TypeSyncResult(
+        **fields, check=_check_from_metadata(data.get("check")),
+        errors=[WidgetError.model_validate(e) for e in data.get("errors", [])],
+    )
+
+
 class SyncHistoryEntry(BaseModel):
     """One sync run of one store, as the history shows it. A finished entry obeys
     ``total == synced + unchanged + skipped + failed``; a running one has ``synced + unchanged + skipped + failed
@@ -178,9 +199,44 @@ class SyncHistoryEntry(BaseModel):
         return self
 
 
+class GroupingSummary(BaseModel):
+    """What the history needs of a grouping, small enough to live in run metadata.
+
+    Built from a ``WidgetsByType`` in process (``from_grouping``, with every widget id) or from the summary that
+    ``widgets_by_type`` recorded as metadata (``from_metadata``: counts and the first errors only).
+    """
+
+    store: str
+    complete: bool = True
+    incomplete_reason: str | None = None
+    total: int = 0
+    counts: dict[str, int] = Field(default_factory=dict)
+    skipped: int = 0
+    failed: int = 0
+    errors: list[WidgetError] = Field(default_factory=list)
+    widget_ids: dict[str, list[str]] | None = None
+
+    @classmethod
+    def from_grouping(cls, grouping: "WidgetsByType") -> "GroupingSummary":
+        return cls(
+            store=grouping.store, complete=grouping.complete, incomplete_reason=grouping.incomplete_reason,
+            total=grouping.total, counts=grouping.counts, skipped=len(grouping.skipped),
+            failed=len(grouping.failed), errors=list(grouping.failed),
+            widget_ids={k: f["widget_id"].tolist() for k, f in grouping.frames.items()},
+        )
+
+    @classmethod
+    def from_metadata(cls, summary: dict[str, Any]) -> "GroupingSummary":
+        return cls(
+            store=summary["store"], complete=summary["complete"], incomplete_reason=summary.get("incomplete_reason"),
+            total=summary["total"], counts=summary["counts"], skipped=summary["skipped"], failed=summary["failed"],
+            errors=[WidgetError.model_validate(e) for e in summary.get("errors", [])],
+        )
+
+
 def build_history_entry(
     *,
-    grouping: "WidgetsByType | None",
+    grouping: "WidgetsByType | GroupingSummary | None",
     results: list[TypeSyncResult],
     run_id: str,
     trigger: str,
@@ -205,9 +261,13 @@ def build_history_entry(
       ``synced`` and deletes as ``deleted``, with ``dry_run=True`` and a message saying nothing was written.
     * Status per :func:`sync_status`; failed deletes and failed definition checks count as a run-level failure
       (the run is not a success, though no widget failed because of them).
-    * ``grouping is None`` and not running means the run failed before widgets were known: total 0, status failed.
+    * ``grouping is None`` with results: a run that re-synced some types from an earlier fetch (e.g. a backfill of
+      one write asset); the entry covers those types. With no results either, the run failed before widgets were
+      known: total 0, status failed.
     * ``max_errors`` caps the errors list (the message then says how many were left out).
     """
+    if grouping is not None and not isinstance(grouping, GroupingSummary):
+        grouping = GroupingSummary.from_grouping(grouping)
     if grouping is None and store is None:
         raise ValueError("store is required when there is no grouping")
     entry_store = grouping.store if grouping is not None else store
@@ -227,45 +287,54 @@ def build_history_entry(
 
     if grouping is not None:
         total = grouping.total
-        skipped = len(grouping.skipped)
-        failed = len(grouping.failed)
-        errors.extend(grouping.failed)
+        skipped = grouping.skipped
+        failed = grouping.failed
+        errors.extend(grouping.errors)
         if not grouping.complete:
             notes.append("PA fetch incomplete" + (f": {grouping.incomplete_reason}" if grouping.incomplete_reason
                                                   else ""))
-        for type_key, frame in grouping.frames.items():
-            frame_len = len(frame)
-            result = by_type.pop(type_key, None)
-            if result is None:
-                if running or frame_len == 0:
-                    continue
-                failed += frame_len
-                errors.extend(
-                    WidgetError(widget_id=wid, type=type_key, code=NOT_SYNCED,
-                                message=f"{type_key} widgets were not synced: the run ended before this type finished")
-                    for wid in frame["widget_id"].tolist()
-                )
-                notes.append(f"{type_key}: {frame_len} widgets not synced")
+        expected = dict(grouping.counts)
+    else:
+        # A run that re-synced some types from an earlier fetch (a backfill of one write asset): the entry
+        # covers the types it ran. With no results either, the fetch itself failed.
+        expected = {r.type_key: r.total for r in results}
+        if not results and not running:
+            run_failed = True
+            notes.append("no widgets were fetched")
+        total = sum(expected.values())
+
+    for type_key, frame_len in expected.items():
+        result = by_type.pop(type_key, None)
+        if result is None:
+            if running or frame_len == 0:
                 continue
-            if result.total != frame_len:
-                raise ValueError(f"result for {type_key!r} has total {result.total}, grouping has {frame_len}")
-            if result.accounted != result.total:
-                raise ValueError(
-                    f"result for {type_key!r} does not add up: {result.accounted} accounted of {result.total}")
-            synced += result.in_step - result.unchanged
-            unchanged += result.unchanged
-            failed += result.failed
-            deleted += result.planned_deletes if result.dry_run else result.deleted
-            errors.extend(result.errors)
-            if result.delete_failed or result.check_failed:
-                type_problem = True
-            if result.delete_refused:
-                notes.append(f"{type_key}: deletes refused ({result.delete_refused})")
-        if by_type:
-            raise ValueError(f"results for types the grouping does not have: {sorted(by_type)}")
-    elif not running:
-        run_failed = True
-        notes.append("no widgets were fetched")
+            failed += frame_len
+            why = f"{type_key} widgets were not synced: the run ended before this type finished"
+            ids = ((grouping.widget_ids if grouping else None) or {}).get(type_key)
+            if ids is None:
+                errors.append(WidgetError(widget_id=None, type=type_key, code=NOT_SYNCED,
+                                          message=f"{frame_len} {why}"))
+            else:
+                errors.extend(WidgetError(widget_id=wid, type=type_key, code=NOT_SYNCED, message=why)
+                              for wid in ids)
+            notes.append(f"{type_key}: {frame_len} widgets not synced")
+            continue
+        if result.total != frame_len:
+            raise ValueError(f"result for {type_key!r} has total {result.total}, grouping has {frame_len}")
+        if result.accounted != result.total:
+            raise ValueError(
+                f"result for {type_key!r} does not add up: {result.accounted} accounted of {result.total}")
+        synced += result.in_step - result.unchanged
+        unchanged += result.unchanged
+        failed += result.failed
+        deleted += result.planned_deletes if result.dry_run else result.deleted
+        errors.extend(result.errors)
+        if result.delete_failed or result.check_failed:
+            type_problem = True
+        if result.delete_refused:
+            notes.append(f"{type_key}: deletes refused ({result.delete_refused})")
+    if by_type:
+        raise ValueError(f"results for types the grouping does not have: {sorted(by_type)}")
 
     if max_errors is not None and len(errors) > max_errors:
         notes.append(f"{len(errors) - max_errors} more errors not listed")

@@ -1,0 +1,95 @@
+"""Run store syncs through Dagster on a given instance: the same runs, events and history as the UI."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import uuid
+from typing import IO, Sequence
+
+from dagster import DagsterEventType, DagsterInstance
+
+from pa_widget_pipeline.defs.history import TRIGGER_TAG, history_entry_for_run
+from pa_widget_pipeline.defs.jobs import SYNC_JOB_NAME
+from pa_widget_pipeline.defs.partitions import STORES_PARTITION_NAME
+from pa_widget_pipeline.sync.outcome import SyncHistoryEntry
+
+_SHOWN_EVENTS = {DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE}
+
+
+def add_store_partitions(instance: DagsterInstance, keys: Sequence[str]) -> list[str]:
+    existing = set(instance.get_dynamic_partitions(STORES_PARTITION_NAME))
+    new = [k for k in keys if k not in existing]
+    if new:
+        instance.add_dynamic_partitions(STORES_PARTITION_NAME, new)
+    return new
+
+
+def sync_run_config(*, dry_run: bool, allow_mass_delete: bool, verbose: bool) -> dict:
+    return {
+        "resources": {"sync_options": {"config": {"dry_run": dry_run, "allow_mass_delete": allow_mass_delete}}},
+        "loggers": {"console": {"config": {"log_level": "INFO" if verbose else "CRITICAL"}}},
+    }
+
+
+def _follow(instance: DagsterInstance, run_id: str, done: threading.Event, prefix: str, out: IO[str]) -> None:
+    """Print step starts/ends and the writes' progress lines while the run executes."""
+    seen = 0
+    while True:
+        finished = done.wait(0.5)
+        records = instance.all_logs(run_id)
+        for record in records[seen:]:
+            event = record.dagster_event
+            if event is not None and event.event_type in _SHOWN_EVENTS:
+                verb = {"STEP_START": "started", "STEP_SUCCESS": "done", "STEP_FAILURE": "FAILED"}[
+                    event.event_type_value
+                ]
+                print(f"{prefix} {event.step_key}: {verb}", file=out, flush=True)
+            elif event is None and "writes done" in (record.user_message or ""):
+                print(f"{prefix}   {record.user_message}", file=out, flush=True)
+        seen = len(records)
+        if finished:
+            return
+
+
+def sync_stores(
+    instance: DagsterInstance,
+    keys: Sequence[str],
+    *,
+    dry_run: bool = False,
+    allow_mass_delete: bool = False,
+    verbose: bool = False,
+    trigger: str = "manual",
+    out: IO[str] | None = None,
+) -> list[SyncHistoryEntry]:
+    """Sync each store in turn (one run each) and return their history entries."""
+    from pa_widget_pipeline.definitions import defs
+
+    out = out or sys.stderr
+    add_store_partitions(instance, keys)
+    job = defs.resolve_job_def(SYNC_JOB_NAME)
+    entries: list[SyncHistoryEntry] = []
+    for index, key in enumerate(keys, 1):
+        prefix = f"[{index}/{len(keys)} {key}]"
+        run_id = str(uuid.uuid4())
+        print(f"{prefix} sync started (run {run_id})", file=out, flush=True)
+        done = threading.Event()
+        follower = threading.Thread(target=_follow, args=(instance, run_id, done, prefix, out), daemon=True)
+        follower.start()
+        try:
+            job.execute_in_process(
+                instance=instance,
+                partition_key=key,
+                run_id=run_id,
+                run_config=sync_run_config(dry_run=dry_run, allow_mass_delete=allow_mass_delete, verbose=verbose),
+                tags={TRIGGER_TAG: trigger},
+                raise_on_error=False,
+            )
+        finally:
+            done.set()
+            follower.join()
+        entry = history_entry_for_run(instance, run_id)
+        print(f"{prefix} {entry.status}: {entry.synced} synced, {entry.unchanged} unchanged, "
+              f"{entry.skipped} skipped, {entry.failed} failed", file=out, flush=True)
+        entries.append(entry)
+    return entries

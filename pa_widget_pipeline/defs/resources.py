@@ -1,0 +1,59 @@
+"""Resources: the store registry and the two API clients built from it, plus per-run sync options."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from dagster import ConfigurableResource
+
+from pa_widget_pipeline.pa.client import PAClient
+from pa_widget_pipeline.shopify.metaobjects import MetaobjectClient, make_shopify_client
+from pa_widget_pipeline.stores import StoreConfig, StoreRegistry, load_registry
+
+
+class WidgetSyncResource(ConfigurableResource):
+    """Where the stores are and how to talk to them. Secrets come from the environment variables the
+    registry names, read only when a store's client is built, never stored in config or metadata."""
+
+    registry_path: Optional[str] = None  # None: $PA_WIDGET_STORES, else the bundled demo registry
+    bulk_threshold: int = 300
+    pa_page_size: int = 200
+    pa_retry_budget_seconds: float = 60.0
+    shopify_retry_budget_seconds: float = 120.0
+
+    def registry(self) -> StoreRegistry:
+        return load_registry(self.registry_path, require_secrets=False)
+
+    def store(self, key: str) -> StoreConfig:
+        return self.registry().get(key)
+
+    def pa_client(self, store: StoreConfig) -> PAClient:
+        secrets = self.registry().secrets_for(store.key)
+        return PAClient(
+            store=store.key,
+            api_url=store.pa_api_url,
+            auth_url=store.pa_auth_url,
+            website_id=store.pa_website_id,
+            client_id=secrets.pa_client_id,
+            client_secret=secrets.pa_client_secret,
+            page_size=self.pa_page_size,
+            retry_budget_seconds=self.pa_retry_budget_seconds,
+        )
+
+    def shopify_client(self, store: StoreConfig) -> MetaobjectClient:
+        secrets = self.registry().secrets_for(store.key)
+        return make_shopify_client(
+            store=store.key,
+            admin_url=store.admin_url,
+            api_version=store.shopify_api_version,
+            access_token=secrets.shopify_token,
+            bulk_threshold=self.bulk_threshold,
+            retry_budget_seconds=self.shopify_retry_budget_seconds,
+        )
+
+
+class SyncOptions(ConfigurableResource):
+    """Per-run switches, set in the launchpad (`resources: {sync_options: {config: ...}}`) or by the CLI."""
+
+    dry_run: bool = False
+    allow_mass_delete: bool = False
