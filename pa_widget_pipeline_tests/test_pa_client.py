@@ -195,7 +195,7 @@ def test_dropped_connection_is_retried(pa_env):
 def test_timeouts_are_retried_then_reported(pa_env):
     pa_env.sandbox.faults.latency_seconds = 0.5
     with pytest.raises(PAUnavailableError) as caught:
-        pa_env.client(timeout=0.1, retry_budget_seconds=1).fetch_widgets()
+        pa_env.client(timeout=0.1, retry_budget_seconds=3).fetch_widgets()
     assert "Timeout" in str(caught.value)
     assert "attempts" in str(caught.value) and len(pa_env.sleep.waits) >= 1
 
