@@ -401,7 +401,7 @@ def test_bulk_result_missing_lines_fail_those_items(renv):
     def drop_lines(response: httpx.Response) -> None:  # the result file comes back without lines 5 and 300
         if "/results/" in response.request.url.path:
             response.read()
-            kept = [ln for ln in response.text.splitlines()
+            kept = [ln for ln in response.content.decode().splitlines()
                     if json.loads(ln)["__lineNumber"] not in (5, 300)]
             response._content = ("\n".join(kept) + "\n").encode()
 
@@ -451,3 +451,33 @@ def test_sustained_write(renv):
     assert env.transport.lowest_available_seen < 0.3 * 2000, "the bucket was barely used"
     assert stats.requests <= 3000 / 20 + 5  # full-size batches
     print(f"\nsustained write: {stats}")
+
+
+def test_two_writers_sharing_one_bucket_never_fail(renv):
+    """Two workers on one shop (each pacing on its own view of the bucket) get THROTTLED answers: those are waited
+    out exactly and never use up the error attempts (max_attempts=1 here)."""
+    import threading
+
+    first = renv(bucket_size=1000.0, restore_rate=2000.0, bulk_threshold=None, max_attempts=1)
+    sandbox_shop = first.shop
+    second = MetaobjectClient(ShopifyTransport(
+        store=first.key, admin_url=first.transport.admin_url, api_version=VERSION, access_token=first.token,
+        max_attempts=1,
+    ), bulk_threshold=None)
+    out: dict[str, list] = {}
+
+    def write(name, client, start):
+        out[name] = client.upsert_metaobjects(TYPE, items(400, start=start))
+
+    threads = [threading.Thread(target=write, args=("a", first.client, 0)),
+               threading.Thread(target=write, args=("b", second, 1000))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert all(r.ok for r in out["a"] + out["b"])
+    assert len(sandbox_shop.metaobjects[TYPE]) == 800
+    assert first.client.stats.throttled + second.stats.throttled > 0  # they did collide
+    assert first.client.stats.retries == second.stats.retries == 0
+    print(f"\ntwo writers: {first.client.stats}\n             {second.stats}")
+    second.close()

@@ -23,6 +23,7 @@ from .transport import ShopifyConfigError, ShopifyTransport, check_url
 log = logging.getLogger(__name__)
 
 FINAL_STATUSES = frozenset({"COMPLETED", "FAILED", "CANCELED", "EXPIRED"})
+MAX_BULK_FILE_BYTES = 100 * 1000 * 1000  # Shopify's limit for a bulk mutation's variables file
 SIDE_TRANSFER_ATTEMPTS = 4  # upload / download tries (these hosts are not the Admin API: a short retry is enough)
 
 
@@ -159,6 +160,8 @@ def _stage(transport: ShopifyTransport, metaobject_type: str, items: list[Upsert
         raise _BulkUnusable("stagedUploadsCreate returned no url or no `key` parameter")
     url = check_url(transport.store, target["url"], "staged upload url")
     body = jsonl_for(metaobject_type, items)
+    if len(body) > MAX_BULK_FILE_BYTES:
+        raise _BulkUnusable(f"the JSONL file would be {len(body) / 1e6:.0f} MB, over Shopify's 100 MB limit")
     # Every returned parameter first (their order matters to the storage host), then the file. No token here.
     response = _side_transfer(
         transport, "upload",
