@@ -202,7 +202,7 @@ class ShopifyTransport:
 
     def cost_ceiling(self, fraction: float = 0.25) -> float:
         """How many points one request should ask for: conservative until an answer told us the bucket, then a
-        share of the bucket (so pacing keeps several requests in flight of a refill), never over the query limit."""
+        share of the bucket (so no single request waits for a whole refill), never near the 1000-point limit."""
         if self.bucket is None:
             return self.first_request_cost
         return max(1.0, min(MAX_QUERY_COST * 0.9, self.bucket.maximum * fraction))
