@@ -369,6 +369,24 @@ def test_definition_create_update_and_lookup(shopify_http):
                                                            "pageInfo": {"hasNextPage": False}}
 
 
+def test_field_definition_validations_are_enforced(shopify_http):
+    with running_shopify_sandbox(with_definitions=False) as r:
+        r.shop.create_definition("limited", [
+            {"key": "code", "type": "single_line_text_field",
+             "validations": [{"name": "max", "value": "5"}, {"name": "regex", "value": "^[A-Z]+$"}]},
+            {"key": "size", "type": "number_integer", "validations": [{"name": "min", "value": "1"}]},
+            {"key": "colour", "type": "single_line_text_field",
+             "validations": [{"name": "choices", "value": '["red", "blue"]'}]},
+        ])
+        cases = {"code": ("TOOLONG", "TOO_LONG"), "size": ("0", "INVALID_VALUE"), "colour": ("green", "INCLUSION")}
+        for key, (value, code) in cases.items():
+            payload = upsert(r, shopify_http, "x-1", {key: value}, "limited")
+            assert [(e["code"], e["elementKey"]) for e in payload["userErrors"]] == [(code, key)]
+        assert upsert(r, shopify_http, "x-1", {"code": "abc"}, "limited")["userErrors"][0]["code"] == "INVALID_VALUE"
+        ok = upsert(r, shopify_http, "x-1", {"code": "ABC", "size": "3", "colour": "red"}, "limited")
+        assert ok["userErrors"] == [] and r.shop.count("limited") == 1
+
+
 # ------------------------------------------------------------------------------------------ bulk
 
 BULK_UPSERT = ("mutation call($handle: MetaobjectHandleInput!, $metaobject: MetaobjectUpsertInput!) { "

@@ -210,6 +210,36 @@ def check_field_value(type_name: str, value: str) -> tuple[str, str] | None:
     return ("INVALID_VALUE", problem) if problem else None
 
 
+def check_validations(type_name: str, value: str, validations: list[dict]) -> tuple[str, str] | None:
+    """(code, message) when `value` breaks one of the field definition's validations (min, max, regex, choices)."""
+    numeric = type_name in ("number_integer", "number_decimal")
+    for v in validations:
+        name, limit = v["name"], v.get("value")
+        if limit is None:
+            continue
+        try:
+            if name in ("min", "max"):
+                if numeric:
+                    number, bound = float(value), float(limit)
+                    if (number < bound) if name == "min" else (number > bound):
+                        word = "greater" if name == "min" else "less"
+                        return "INVALID_VALUE", f"Value must be {word} than or equal to {limit}."
+                elif "text" in type_name:
+                    if name == "min" and len(value) < int(limit):
+                        return "TOO_SHORT", f"Value is too short (minimum is {limit} characters)."
+                    if name == "max" and len(value) > int(limit):
+                        return "TOO_LONG", f"Value is too long (maximum is {limit} characters)."
+            elif name == "regex" and "text" in type_name:
+                if not re.search(limit, value):
+                    return "INVALID_VALUE", f"Value does not match the pattern {limit!r}."
+            elif name == "choices" and "text" in type_name:
+                if value not in json.loads(limit):
+                    return "INCLUSION", "Value is not included in the list of choices."
+        except (ValueError, re.error, TypeError):
+            continue  # a validation the sandbox cannot read is not enforced
+    return None
+
+
 def _field_definition_record(spec: dict[str, Any]) -> dict[str, Any]:
     type_name = spec["type"]["name"] if isinstance(spec.get("type"), dict) else spec["type"]
     base = type_name[5:] if type_name.startswith("list.") else type_name
@@ -495,6 +525,8 @@ class ShopState:
                 values[key] = None
                 continue
             problem = check_field_value(fd["type"]["name"], value)
+            if problem is None and fd["validations"]:
+                problem = check_validations(fd["type"]["name"], value, fd["validations"])
             if problem:
                 errors.append(_uerr(path, f"Field {key!r}: {problem[1]}", problem[0], index=i, key=key))
                 continue
@@ -904,7 +936,7 @@ class ShopifySandbox:
             names = list(form.keys())
             key = form.get("key")
             upload = form.get("file")
-            if not isinstance(key, str) or upload is None or isinstance(upload, str):
+            if not isinstance(key, str) or upload is None:
                 return _xml_error(400, "InvalidArgument", "A 'key' field and a 'file' part are required.")
             if names[-1] != "file":
                 return _xml_error(400, "InvalidArgument", "The 'file' part must be the last part of the form.")
@@ -912,7 +944,7 @@ class ShopifySandbox:
                 staged = shop.staged_files.get(key)
             if staged is None or form.get("policy") != staged["policy"]:
                 return _xml_error(403, "AccessDenied", "Invalid key or policy for this upload target.")
-            data = await upload.read()
+            data = upload.encode() if isinstance(upload, str) else await upload.read()
         finally:
             await form.close()
         with shop.lock:
