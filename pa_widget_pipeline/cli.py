@@ -19,6 +19,11 @@ def ensure_dagster_home(explicit: str | None = None) -> Path:
     command, so `dagster dev` started from the same folder shows the same runs."""
     home = Path(explicit or os.environ.get("DAGSTER_HOME") or Path.cwd() / DEFAULT_DAGSTER_HOME).resolve()
     home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        # Dagster's defaults (SQLite in this folder); the file only silences its "no dagster.yaml" warning.
+        config.write_text("# Local instance: SQLite run, event and schedule storage in this folder.\n"
+                          "telemetry:\n  enabled: false\n")
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 
@@ -30,9 +35,10 @@ def _instance(args: argparse.Namespace):
     return DagsterInstance.get()
 
 
-def _print_history(entries, as_json: bool, out=sys.stdout) -> None:
+def _print_history(entries, as_json: bool) -> None:
     from pa_widget_pipeline.defs.history import render_history_table
 
+    out = sys.stdout
     if as_json:
         out.write(json.dumps([e.model_dump(mode="json") for e in entries], indent=2) + "\n")
     else:

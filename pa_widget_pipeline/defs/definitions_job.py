@@ -17,7 +17,7 @@ class EnsureDefinitionsConfig(Config):
 
 
 @op(description="Create missing contract definitions (and, when asked, add missing fields); change nothing else.")
-def ensure_metaobject_definitions(
+def ensure_definitions_for_stores(
     context: OpExecutionContext, config: EnsureDefinitionsConfig, widget_sync: WidgetSyncResource
 ):
     registry = widget_sync.registry()
@@ -48,6 +48,6 @@ def ensure_metaobject_definitions(
     return Output(None, metadata=metadata)
 
 
-@job(name="ensure_metaobject_definitions", description=ensure_metaobject_definitions.description)
+@job(name="ensure_metaobject_definitions", description=ensure_definitions_for_stores.description)
 def ensure_definitions_job():
-    ensure_metaobject_definitions()
+    ensure_definitions_for_stores()

@@ -1,7 +1,6 @@
 from dagster import AssetSelection, define_asset_job
 
 from pa_widget_pipeline.defs.assets import sync_assets
-from pa_widget_pipeline.defs.partitions import stores_partitions
 
 SYNC_JOB_NAME = "sync_store"
 
@@ -9,6 +8,5 @@ SYNC_JOB_NAME = "sync_store"
 sync_store_job = define_asset_job(
     SYNC_JOB_NAME,
     selection=AssetSelection.assets(*sync_assets),
-    partitions_def=stores_partitions,
     description="Sync one store: fetch its PA widgets, check each metaobject definition, write what changed.",
 )

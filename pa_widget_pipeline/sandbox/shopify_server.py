@@ -35,7 +35,6 @@ from graphql import (
     GraphQLError,
     ListValueNode,
     OperationDefinitionNode,
-    OperationType,
     build_schema,
     execute,
     parse,
@@ -107,6 +106,7 @@ def _gid(kind: str, num: int) -> str:
     return f"gid://shopify/{kind}/{num}"
 
 
+_VERSION_RE = re.compile(r"(\d{4}-(01|04|07|10)|unstable)\Z")
 _GID_RE = re.compile(r"gid://shopify/([A-Za-z]+)/(\d+)\Z")
 
 
@@ -887,6 +887,8 @@ class ShopifySandbox:
         shop = self.shops.get(request.path_params["shop"])
         if shop is None:
             return JSONResponse({"errors": "Not Found"}, status_code=404)
+        if not _VERSION_RE.match(request.path_params["version"]):
+            return JSONResponse({"errors": "Not Found"}, status_code=404)
         faults = shop.faults
         with shop.lock:
             shop.stats.requests += 1
@@ -909,7 +911,11 @@ class ShopifySandbox:
         if failing:
             return _server_error_response(faults.fail_status, html=serial % 2 == 1)
         try:
-            payload = json.loads(await request.body())
+            raw_body = await request.body()
+            if request.headers.get("content-type", "").startswith("application/graphql"):
+                payload = {"query": raw_body.decode("utf-8")}
+            else:
+                payload = json.loads(raw_body)
         except ValueError:
             return JSONResponse({"errors": {"query": "Required parameter missing or invalid"}}, status_code=400)
         if not isinstance(payload, dict):
@@ -1173,17 +1179,17 @@ class ShopifySandbox:
             shop.staged_files[key] = {"policy": policy, "data": None, "resource": inp["resource"],
                                       "success_status": "201"}
             url = f"{base}/staged/{shop.key}/upload"
-            params = [
+            params = [  # Shopify's order for BULK_MUTATION_VARIABLES targets
+                {"name": "key", "value": key},
                 {"name": "Content-Type", "value": inp["mimeType"]},
                 {"name": "success_action_status", "value": "201"},
                 {"name": "acl", "value": "private"},
-                {"name": "key", "value": key},
-                {"name": "x-goog-date", "value": dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")},
+                {"name": "policy", "value": policy},
                 {"name": "x-goog-credential", "value": "merchant-assets@shopify-tiers.iam.gserviceaccount.com/"
                                                        "20240101/auto/storage/goog4_request"},
                 {"name": "x-goog-algorithm", "value": "GOOG4-RSA-SHA256"},
+                {"name": "x-goog-date", "value": dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")},
                 {"name": "x-goog-signature", "value": secrets.token_hex(32)},
-                {"name": "policy", "value": policy},
             ]
             targets.append({"url": url, "resourceUrl": f"{url}/{key}" if inp["resource"] != "BULK_MUTATION_VARIABLES"
                             else None, "parameters": params})
