@@ -92,6 +92,22 @@ def test_misspelled_field_and_wrong_argument_fail_validation(shopify_sandbox, sh
     assert r.shop.count(RECOMMENDATION_TYPE) == 0
 
 
+def test_unknown_api_version_and_raw_graphql_bodies(shopify_sandbox, shopify_http):
+    r = shopify_sandbox
+    headers = {"X-Shopify-Access-Token": r.access_token}
+    wrong = shopify_http.post(f"{r.admin_url}/admin/api/v2025-10/graphql.json", json={"query": "{ shop { name } }"},
+                              headers=headers)
+    assert wrong.status_code == 404
+    raw = shopify_http.post(r.graphql_url, content=b"{ shop { name } }",
+                            headers={**headers, "Content-Type": "application/graphql"})
+    assert raw.status_code == 200 and raw.json()["data"]["shop"]["name"] == r.shop_key
+    not_json = shopify_http.post(r.graphql_url, content=b"{ shop", headers={**headers, "Content-Type": "application/json"})
+    assert not_json.status_code == 400
+    unknown_shop = shopify_http.post(f"{r.url}/shops/nope/admin/api/2025-10/graphql.json",
+                                     json={"query": "{ shop { name } }"}, headers=headers)
+    assert unknown_shop.status_code == 404
+
+
 def test_every_answer_carries_cost_and_a_connection_refunds_unreturned_nodes(shopify_http):
     with running_shopify_sandbox(clock=FakeClock()) as r:
         for i in range(3):
@@ -344,6 +360,12 @@ def test_definition_create_update_and_lookup(shopify_http):
         assert d["fieldDefinitions"][1]["validations"] == [{"name": "max", "value": "200"}]
         taken = r.gql(shopify_http, CREATE_DEF, {"definition": definition})["data"]["metaobjectDefinitionCreate"]
         assert taken["metaobjectDefinition"] is None and taken["userErrors"][0]["code"] == "TAKEN"
+        app_owned = dict(definition, type="$app:bundle")
+        app_def = r.gql(shopify_http, CREATE_DEF, {"definition": app_owned})["data"]["metaobjectDefinitionCreate"]
+        assert app_def["metaobjectDefinition"]["type"] == f"app--{r.shop.api_client_id}--bundle"
+        no_hash = {k: v for k, v in contract_values("1").items() if k != "sync_hash"}
+        assert upsert(r, shopify_http, "pa-1", no_hash, "$app:bundle")["userErrors"] == []
+        assert r.shop.count(f"app--{r.shop.api_client_id}--bundle") == 1
         bad = dict(definition, type="x", fieldDefinitions=[{"key": "a_b", "type": "no_such_type"}])
         bad_errs = r.gql(shopify_http, CREATE_DEF, {"definition": bad})["data"]["metaobjectDefinitionCreate"]
         assert {e["code"] for e in bad_errs["userErrors"]} == {"INVALID", "FIELD_TYPE_INVALID"}
@@ -365,8 +387,9 @@ def test_definition_create_update_and_lookup(shopify_http):
         assert by_type["data"]["a"]["id"] == d["id"] and by_type["data"]["b"] is None
         assert r.shop.definitions["pa_bundle_widget"]["fieldDefinitions"][-1]["key"] == "sync_hash"
         listed = r.gql(shopify_http, "{ metaobjectDefinitions(first: 5) { nodes { type } pageInfo { hasNextPage } } }")
-        assert listed["data"]["metaobjectDefinitions"] == {"nodes": [{"type": "pa_bundle_widget"}],
-                                                           "pageInfo": {"hasNextPage": False}}
+        assert listed["data"]["metaobjectDefinitions"] == {
+            "nodes": [{"type": "pa_bundle_widget"}, {"type": f"app--{r.shop.api_client_id}--bundle"}],
+            "pageInfo": {"hasNextPage": False}}
 
 
 def test_field_definition_validations_are_enforced(shopify_http):
@@ -470,7 +493,7 @@ def test_bulk_mutation_end_to_end(shopify_sandbox, shopify_http):
 
 def test_bulk_one_at_a_time_and_start_errors(shopify_sandbox, shopify_http):
     r = shopify_sandbox
-    r.shop.faults.bulk_line_latency_seconds = 0.05
+    r.shop.faults.bulk_line_latency_seconds = 0.1  # keeps the first operation RUNNING for ~0.6 s
     path = stage_and_upload(r, shopify_http, [upsert_vars(f"pa-q{i}", contract_values("Q")) for i in range(6)])
     first = run_bulk(r, shopify_http, path)["data"]["bulkOperationRunMutation"]
     assert first["userErrors"] == []
