@@ -208,6 +208,30 @@ def test_upsert_creates_then_updates_leaving_unsent_fields(shopify_sandbox, shop
     assert r.shop.stats.upserts == 2 and r.shop.count(RECOMMENDATION_TYPE) == 1
 
 
+def test_metaobject_create_and_update_by_id(shopify_sandbox, shopify_http):
+    r = shopify_sandbox
+    create = """mutation($m: MetaobjectCreateInput!) { metaobjectCreate(metaobject: $m) {
+        metaobject { id handle } userErrors { code field } } }"""
+    update = """mutation($id: ID!, $m: MetaobjectUpdateInput!) { metaobjectUpdate(id: $id, metaobject: $m) {
+        metaobject { id handle field(key: "name") { value } } userErrors { code field } } }"""
+    made = r.gql(shopify_http, create, {"m": {"type": RECOMMENDATION_TYPE, "handle": "pa-c1",
+                                              "fields": fields_of(contract_values("C1"))}})["data"]["metaobjectCreate"]
+    assert made["userErrors"] == [] and made["metaobject"]["handle"] == "pa-c1"
+    again = r.gql(shopify_http, create, {"m": {"type": RECOMMENDATION_TYPE, "handle": "pa-c1",
+                                               "fields": fields_of(contract_values("C1"))}})["data"]["metaobjectCreate"]
+    assert again["userErrors"][0]["code"] == "TAKEN"
+    bad = r.gql(shopify_http, create, {"m": {"type": RECOMMENDATION_TYPE, "handle": "Bad Handle",
+                                             "fields": fields_of(contract_values("C2"))}})["data"]["metaobjectCreate"]
+    assert bad["userErrors"][0]["code"] == "INVALID"
+    renamed = r.gql(shopify_http, update, {"id": made["metaobject"]["id"],
+                                           "m": {"handle": "pa-c9", "fields": [{"key": "name", "value": "N"}]}})
+    got = renamed["data"]["metaobjectUpdate"]["metaobject"]
+    assert got == {"id": made["metaobject"]["id"], "handle": "pa-c9", "field": {"value": "N"}}
+    assert set(r.shop.metaobjects[RECOMMENDATION_TYPE]) == {"pa-c9"}
+    missing = r.gql(shopify_http, update, {"id": "gid://shopify/Metaobject/1", "m": {}})
+    assert missing["data"]["metaobjectUpdate"]["userErrors"][0]["code"] == "RECORD_NOT_FOUND"
+
+
 def test_delete_and_record_not_found(shopify_sandbox, shopify_http):
     r = shopify_sandbox
     gid = upsert(r, shopify_http, "pa-w1", contract_values("W1"))["metaobject"]["id"]

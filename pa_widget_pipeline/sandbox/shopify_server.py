@@ -566,8 +566,13 @@ class ShopState:
             elif new_handle in objects and objects[new_handle] is not existing:
                 errors.append(_uerr(["metaobject", "handle"], f"Handle {new_handle!r} has already been taken",
                                     "TAKEN"))
-        elif mode == "create" and handle is not None and handle in objects:
-            errors.append(_uerr(["metaobject", "handle"], f"Handle {handle!r} has already been taken", "TAKEN"))
+        elif mode == "create" and handle is not None:
+            e = self._handle_error(handle, ["metaobject", "handle"])
+            if e:
+                errors.append(e)
+            elif handle in objects:
+                errors.append(_uerr(["metaobject", "handle"], f"Handle {handle!r} has already been taken",
+                                    "TAKEN"))
         fields_input = fields_input or []
         if len(fields_input) > INPUT_ARRAY_LIMIT:
             errors.append(_uerr(["metaobject", "fields"], "Too many fields.", "INPUT_LIMIT_EXCEEDED"))
