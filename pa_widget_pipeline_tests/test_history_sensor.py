@@ -29,9 +29,9 @@ def test_each_finished_sync_is_observed_in_its_store_partition(stores, dagster_i
     stores.add("good", types=[1, 6, 2])
     stores.add("bad", types=[5, 1], broken={"bundle": "slots"})
     good, bad = sync_stores(dagster_instance, ["good", "bad"], out=open("/dev/null", "w"))
-
-    assert run_sensor(ON_SUCCESS, dagster_instance, good.run_id) is None
-    assert run_sensor(ON_FAILURE, dagster_instance, bad.run_id) is None
+    # The CLI path recorded both already; the sensors, seeing the same runs end, do not record them twice.
+    assert "already in the history" in run_sensor(ON_SUCCESS, dagster_instance, good.run_id).skip_message
+    assert "already in the history" in run_sensor(ON_FAILURE, dagster_instance, bad.run_id).skip_message
 
     [good_obs] = observations(dagster_instance, "good")
     metadata = good_obs.event_log_entry.asset_observation.metadata
@@ -44,3 +44,18 @@ def test_each_finished_sync_is_observed_in_its_store_partition(stores, dagster_i
     assert bad_metadata["status"].value == "partial"
     assert bad_metadata["failed"].value == 1
     assert "missing fields: slots" in bad_obs.event_log_entry.asset_observation.description
+
+
+def test_sensor_records_a_run_launched_elsewhere_once(stores, dagster_instance):
+    from pa_widget_pipeline.definitions import defs
+
+    stores.add("ui-launched", types=[1])
+    dagster_instance.add_dynamic_partitions("stores", ["ui-launched"])
+    result = defs.resolve_job_def("sync_store").execute_in_process(
+        instance=dagster_instance, partition_key="ui-launched"
+    )
+    assert observations(dagster_instance, "ui-launched") == []
+    assert run_sensor(ON_SUCCESS, dagster_instance, result.run_id) is None
+    assert len(observations(dagster_instance, "ui-launched")) == 1
+    assert run_sensor(ON_SUCCESS, dagster_instance, result.run_id).skip_message.endswith("already in the history")
+    assert len(observations(dagster_instance, "ui-launched")) == 1

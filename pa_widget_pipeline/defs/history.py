@@ -98,6 +98,19 @@ def entry_from_record(instance: DagsterInstance, record: RunRecord) -> SyncHisto
             )
             failures.append(f"{event.step_key}: {why}")
 
+    if grouping is not None and run.asset_selection:
+        # A run of a subset (the definition-fix sensor's fetch + one write asset): the entry covers the types it
+        # ran, as for a backfill of one write asset; the types left out of the selection are not "not synced".
+        selected = {WRITE_ASSET_TYPES[k.path[-1]] for k in run.asset_selection if k.path[-1] in WRITE_ASSET_TYPES}
+        left_out = {t: n for t, n in grouping.counts.items() if t not in selected}
+        if left_out:
+            grouping = grouping.model_copy(update={
+                "total": grouping.total - sum(left_out.values()),
+                "counts": {t: n for t, n in grouping.counts.items() if t in selected},
+                "widget_ids": None if grouping.widget_ids is None
+                else {t: ids for t, ids in grouping.widget_ids.items() if t in selected},
+            })
+
     running = run.status in IN_FLIGHT
     run_failed = run.status in (DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED)
     if run_failed and not failures:
@@ -154,12 +167,15 @@ def history_dataframe(
     return pd.DataFrame(rows, columns=HISTORY_COLUMNS)
 
 
-def _first_error(entry: SyncHistoryEntry) -> str:
+def _why(entry: SyncHistoryEntry) -> str:
+    """The run-level reason when there is one (a failed step says why), else the first widget error."""
+    if entry.message:
+        return entry.message
     if entry.errors:
         e = entry.errors[0]
-        more = f" (+{len(entry.errors) - 1} more)" if len(entry.errors) > 1 else ""
+        more = f" (+{entry.failed - 1} more)" if entry.failed > 1 else ""
         return f"{e.code} {e.type or ''} {e.widget_id or ''}: {e.message}{more}"
-    return entry.message or ""
+    return ""
 
 
 def render_history_table(entries: Iterable[SyncHistoryEntry], out: IO[str]) -> None:
@@ -168,7 +184,7 @@ def render_history_table(entries: Iterable[SyncHistoryEntry], out: IO[str]) -> N
 
     table = Table(show_lines=False)
     for column in ("store", "status", "trigger", "total", "synced", "unchanged", "deleted", "skipped", "failed",
-                   "started", "ended", "run", "first error / note"):
+                   "started", "ended", "run", "why"):
         table.add_column(column, overflow="fold")
     styles = {"success": "green", "partial": "yellow", "failed": "red", "running": "cyan"}
     for e in entries:
@@ -180,6 +196,6 @@ def render_history_table(entries: Iterable[SyncHistoryEntry], out: IO[str]) -> N
             e.started_at.strftime("%Y-%m-%d %H:%M:%S"),
             e.ended_at.strftime("%H:%M:%S") if e.ended_at else "-",
             e.run_id[:8],
-            _first_error(e),
+            _why(e),
         )
     Console(file=out, width=200 if not out.isatty() else None).print(table)

@@ -4,7 +4,10 @@ each sync over time (status, counts plotted, errors), next to the runs that prod
 """
 
 from dagster import (
+    AssetKey,
     AssetObservation,
+    AssetRecordsFilter,
+    DagsterInstance,
     AssetSpec,
     DagsterRunStatus,
     DefaultSensorStatus,
@@ -56,15 +59,38 @@ def history_observation(entry: SyncHistoryEntry) -> AssetObservation:
     )
 
 
-def _record_history(context: RunStatusSensorContext):
-    run = context.dagster_run
-    [record] = context.instance.get_run_records(RunsFilter(run_ids=[run.run_id]), limit=1)
+def _already_recorded(instance: DagsterInstance, store: str, run_id: str) -> bool:
+    recent = instance.fetch_observations(
+        AssetRecordsFilter(asset_key=AssetKey(SYNC_HISTORY_KEY), asset_partitions=[store]), limit=50
+    ).records
+    return any(
+        (r.event_log_entry.asset_observation.metadata.get("entry") is not None
+         and r.event_log_entry.asset_observation.metadata["entry"].data.get("run_id") == run_id)
+        for r in recent
+    )
+
+
+def record_history(instance: DagsterInstance, run_id: str) -> str | None:
+    """Record a finished sync run's entry as a `sync_history` observation, once; returns why not, if not.
+
+    Called by the CLI right after its runs and by the sensors for every run (UI, schedule, backfill), so a run
+    launched by the CLI while a daemon is running is still recorded only once.
+    """
+    [record] = instance.get_run_records(RunsFilter(run_ids=[run_id]), limit=1)
     if not is_sync_run(record):
-        return SkipReason(f"run {run.run_id} is not a store sync")
-    if run.tags[PARTITION_TAG] not in context.instance.get_dynamic_partitions(stores_partitions.name):
-        return SkipReason(f"run {run.run_id} is for an unknown store partition")
-    context.instance.report_runless_asset_event(history_observation(entry_from_record(context.instance, record)))
+        return f"run {run_id} is not a store sync"
+    store = record.dagster_run.tags[PARTITION_TAG]
+    if store not in instance.get_dynamic_partitions(stores_partitions.name):
+        return f"run {run_id} is for an unknown store partition"
+    if _already_recorded(instance, store, run_id):
+        return f"run {run_id} is already in the history"
+    instance.report_runless_asset_event(history_observation(entry_from_record(instance, record)))
     return None
+
+
+def _record_history(context: RunStatusSensorContext):
+    why_not = record_history(context.instance, context.dagster_run.run_id)
+    return SkipReason(why_not) if why_not else None
 
 
 def _history_sensor(status: DagsterRunStatus, name: str):

@@ -10,6 +10,7 @@ from typing import IO, Sequence
 from dagster import DagsterEventType, DagsterInstance
 
 from pa_widget_pipeline.defs.history import TRIGGER_TAG, history_entry_for_run
+from pa_widget_pipeline.defs.history_sensor import record_history
 from pa_widget_pipeline.defs.jobs import SYNC_JOB_NAME
 from pa_widget_pipeline.defs.partitions import STORES_PARTITION_NAME
 from pa_widget_pipeline.sync.outcome import SyncHistoryEntry
@@ -89,6 +90,7 @@ def sync_stores(
             done.set()
             follower.join()
         entry = history_entry_for_run(instance, run_id)
+        record_history(instance, run_id)
         print(f"{prefix} {entry.status}: {entry.synced} synced, {entry.unchanged} unchanged, "
               f"{entry.skipped} skipped, {entry.failed} failed", file=out, flush=True)
         entries.append(entry)
