@@ -6,7 +6,6 @@ loopback sandbox) is used. Secrets are never in the file: it names the environme
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from pa_widget_pipeline.net import is_loopback_host
 from pa_widget_pipeline.sync.contract import DEFAULT_METAOBJECT_TYPES, TYPE_KEYS
 
 REGISTRY_ENV = "PA_WIDGET_STORES"
@@ -54,17 +54,6 @@ class UnknownStoreError(KeyError):
 
     def __str__(self) -> str:  # KeyError quotes its argument; keep the sentence readable
         return self.args[0]
-
-
-def is_loopback_host(host: str | None) -> bool:
-    if not host:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def validate_base_url(url: str) -> str:

@@ -14,20 +14,17 @@ Secrets (client secret, access token) are kept in pydantic `SecretStr` and never
 
 from __future__ import annotations
 
-import email.utils
-import ipaddress
 import logging
-import math
 import random
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any, Callable
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from tenacity import RetryCallState, RetryError, Retrying, retry_if_exception_type
 
+from ..net import is_loopback_host, parse_retry_after
 from .errors import PAConfigError, PAUnavailableError
 from .models import WidgetFetch, parse_widgets
 
@@ -82,36 +79,6 @@ class _Transient(Exception):
         self.detail = detail
         self.status = status
         self.retry_after = retry_after
-
-
-def _is_loopback(host: str) -> bool:
-    host = host.strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _parse_retry_after(value: str | None) -> float | None:
-    """Retry-After is delta-seconds or an HTTP date; anything unreadable counts as absent."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
-        seconds = (when - datetime.now(timezone.utc)).total_seconds()
-    if math.isnan(seconds) or math.isinf(seconds):
-        return None
-    return max(0.0, seconds)
 
 
 @dataclass
@@ -218,7 +185,7 @@ class PAClient:
                                      "configure client_id/client_secret instead")
         if parsed.query or parsed.fragment:
             raise self._config_error(f"{label} must not carry a query string or fragment")
-        if parsed.scheme == "http" and not _is_loopback(parsed.host):
+        if parsed.scheme == "http" and not is_loopback_host(parsed.host):
             raise self._config_error(f"{label} must use https (plain http is only allowed for loopback hosts), "
                                      f"got http://{parsed.host}")
         return str(parsed).rstrip("/")
@@ -254,7 +221,7 @@ class PAClient:
             return
         detail = self._describe_body(response)
         if status == 429:
-            retry_after = _parse_retry_after(response.headers.get("retry-after"))
+            retry_after = parse_retry_after(response.headers.get("retry-after"))
             raise _Transient(what, f"HTTP 429 {detail}", status, retry_after)
         if status >= 500:
             raise _Transient(what, f"HTTP {status} {detail}", status)

@@ -21,10 +21,7 @@ the budget excludes throttle waits, which would need three custom tenacity hooks
 
 from __future__ import annotations
 
-import email.utils
-import ipaddress
 import logging
-import math
 import random
 import time
 from dataclasses import dataclass
@@ -32,6 +29,7 @@ from typing import Any, Callable
 
 import httpx
 
+from ..net import is_loopback_host, parse_retry_after
 from .errors import (
     ShopifyAuthError,
     ShopifyError,
@@ -69,16 +67,6 @@ class BucketState:
         return min(self.maximum, self.available + max(0.0, now - self.observed_at) * self.restore_rate)
 
 
-def is_loopback_host(host: str) -> bool:
-    host = host.strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_url(store: str, url: str, what: str) -> httpx.URL:
     """https only, except for loopback hosts (the sandbox); never credentials in the URL."""
     try:
@@ -96,23 +84,6 @@ def check_url(store: str, url: str, what: str) -> httpx.URL:
     raise ShopifyConfigError(
         store, f"{what} must use https (plain http is only allowed for loopback hosts), got {parsed.scheme}://{parsed.host}"
     )
-
-
-def parse_retry_after(value: str | None, now_wall: Callable[[], float] = time.time) -> float | None:
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        seconds = when.timestamp() - now_wall()
-    if math.isnan(seconds) or math.isinf(seconds):
-        return None
-    return max(0.0, seconds)
 
 
 class _Retry(Exception):
