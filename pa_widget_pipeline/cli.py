@@ -74,7 +74,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         verbose=args.verbose, out=sys.stderr,
     )
     _print_history(entries, args.json)
-    return 0 if all(e.status == "success" for e in entries) else 1
+    return 0 if len(entries) == len(keys) and all(e.status == "success" for e in entries) else 1
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:

@@ -197,3 +197,19 @@ def test_same_sync_on_postgres_backed_instance(stores, pg_database, tmp_path, mo
         assert [e.status for e in entries] == ["success", "partial"]
         again = read_history(instance)
         assert [(e.store, e.status, e.synced) for e in again] == [("pg-store", "success", 3), ("pg-broken", "partial", 1)]
+
+
+def test_cli_does_not_start_a_second_sync_of_a_store_in_flight(stores, dagster_instance, capsys):
+    from dagster import DagsterRun, DagsterRunStatus
+
+    stores.add("busy", types=[1])
+    stores.add("idle", types=[1])
+    dagster_instance.add_run(
+        DagsterRun(job_name="sync_store", run_id="already-running", status=DagsterRunStatus.STARTED,
+                   tags={"dagster/partition": "busy"})
+    )
+    assert cli_main(["sync", "--store", "busy", "--store", "idle", "--json"]) == 1
+    captured = capsys.readouterr()
+    assert "not started: run already-running of this store is still queued or running" in captured.err
+    assert [e["store"] for e in json.loads(captured.out)] == ["idle"]
+    assert stores.stores["busy"].shop.stats.upserts == 0

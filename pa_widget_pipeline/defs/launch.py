@@ -7,9 +7,9 @@ import threading
 import uuid
 from typing import IO, Sequence
 
-from dagster import DagsterEventType, DagsterInstance
+from dagster import DagsterEventType, DagsterInstance, RunsFilter
 
-from pa_widget_pipeline.defs.history import TRIGGER_TAG, history_entry_for_run
+from pa_widget_pipeline.defs.history import IN_FLIGHT, PARTITION_TAG, TRIGGER_TAG, history_entry_for_run
 from pa_widget_pipeline.defs.history_sensor import record_history
 from pa_widget_pipeline.defs.jobs import SYNC_JOB_NAME
 from pa_widget_pipeline.defs.partitions import STORES_PARTITION_NAME
@@ -53,6 +53,13 @@ def _follow(instance: DagsterInstance, run_id: str, done: threading.Event, prefi
             return
 
 
+def run_in_flight(instance: DagsterInstance, store: str) -> str | None:
+    """The id of a queued or running sync of `store`, if any: the CLI runs in-process, outside the run queue
+    that keeps one run per store, so it checks by itself."""
+    records = instance.get_run_records(RunsFilter(tags={PARTITION_TAG: store}, statuses=list(IN_FLIGHT)), limit=1)
+    return records[0].dagster_run.run_id if records else None
+
+
 def sync_stores(
     instance: DagsterInstance,
     keys: Sequence[str],
@@ -63,7 +70,8 @@ def sync_stores(
     trigger: str = "manual",
     out: IO[str] | None = None,
 ) -> list[SyncHistoryEntry]:
-    """Sync each store in turn (one run each) and return their history entries."""
+    """Sync each store in turn (one run each) and return their history entries. A store that already has a
+    sync in flight is left alone (no entry) rather than synced twice at once."""
     from pa_widget_pipeline.definitions import defs
 
     out = out or sys.stderr
@@ -72,6 +80,10 @@ def sync_stores(
     entries: list[SyncHistoryEntry] = []
     for index, key in enumerate(keys, 1):
         prefix = f"[{index}/{len(keys)} {key}]"
+        busy = run_in_flight(instance, key)
+        if busy:
+            print(f"{prefix} not started: run {busy} of this store is still queued or running", file=out, flush=True)
+            continue
         run_id = str(uuid.uuid4())
         print(f"{prefix} sync started (run {run_id})", file=out, flush=True)
         done = threading.Event()
