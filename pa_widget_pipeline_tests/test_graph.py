@@ -213,3 +213,27 @@ def test_cli_does_not_start_a_second_sync_of_a_store_in_flight(stores, dagster_i
     assert "not started: run already-running of this store is still queued or running" in captured.err
     assert [e["store"] for e in json.loads(captured.out)] == ["idle"]
     assert stores.stores["busy"].shop.stats.upserts == 0
+
+
+def test_sync_in_flight_shows_as_running_with_what_it_has_done(stores, dagster_instance):
+    import threading
+    import time
+
+    store = stores.add("slow", types=[1, 6] * 3)
+    store.shop.faults.latency_seconds = 0.3
+    worker = threading.Thread(target=sync, args=(dagster_instance, "slow"))
+    worker.start()
+    seen = []
+    deadline = time.monotonic() + 60
+    while worker.is_alive() and time.monotonic() < deadline:
+        entries = read_history(dagster_instance, store="slow")
+        if entries and entries[-1].status == "running":
+            seen.append(entries[-1])
+        time.sleep(0.1)
+    worker.join()
+    assert seen, "never saw the run in flight"
+    assert all(e.ended_at is None for e in seen)
+    assert 3 in {e.synced for e in seen}  # one type written while the other was still going
+    assert any(e.total == 6 for e in seen)
+    [final] = read_history(dagster_instance, store="slow")
+    assert (final.status, final.synced) == ("success", 6)
