@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Optional
 
 from dagster import ConfigurableResource
@@ -9,6 +10,27 @@ from dagster import ConfigurableResource
 from pa_widget_pipeline.pa.client import PAClient
 from pa_widget_pipeline.shopify.metaobjects import MetaobjectClient, make_shopify_client
 from pa_widget_pipeline.stores import StoreConfig, StoreRegistry, load_registry
+
+PA_RETRY_BUDGET_ENV = "PA_WIDGET_PA_RETRY_BUDGET_SECONDS"
+SHOPIFY_RETRY_BUDGET_ENV = "PA_WIDGET_SHOPIFY_RETRY_BUDGET_SECONDS"
+DEFAULT_PA_RETRY_BUDGET_SECONDS = 60.0
+DEFAULT_SHOPIFY_RETRY_BUDGET_SECONDS = 120.0
+
+
+def _seconds(configured: Optional[float], env_name: str, default: float) -> float:
+    """The configured value; when unset, the environment variable; else the default."""
+    if configured is not None:
+        return configured
+    raw = os.environ.get(env_name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"environment variable {env_name} must be a number of seconds, got {raw!r}") from None
+    if value < 0:
+        raise ValueError(f"environment variable {env_name} must be >= 0, got {raw!r}")
+    return value
 
 
 class WidgetSyncResource(ConfigurableResource):
@@ -18,8 +40,10 @@ class WidgetSyncResource(ConfigurableResource):
     registry_path: Optional[str] = None  # None: $PA_WIDGET_STORES, else the bundled demo registry
     bulk_threshold: int = 300
     pa_page_size: int = 200
-    pa_retry_budget_seconds: float = 60.0
-    shopify_retry_budget_seconds: float = 120.0
+    # Retry budgets: None = $PA_WIDGET_PA_RETRY_BUDGET_SECONDS / $PA_WIDGET_SHOPIFY_RETRY_BUDGET_SECONDS, else
+    # 60 s / 120 s. The environment lets an operator (or a test) tune a CLI or `dagster dev` run without run config.
+    pa_retry_budget_seconds: Optional[float] = None
+    shopify_retry_budget_seconds: Optional[float] = None
 
     def registry(self) -> StoreRegistry:
         return load_registry(self.registry_path, require_secrets=False)
@@ -37,7 +61,8 @@ class WidgetSyncResource(ConfigurableResource):
             client_id=secrets.pa_client_id,
             client_secret=secrets.pa_client_secret,
             page_size=self.pa_page_size,
-            retry_budget_seconds=self.pa_retry_budget_seconds,
+            retry_budget_seconds=_seconds(self.pa_retry_budget_seconds, PA_RETRY_BUDGET_ENV,
+                                          DEFAULT_PA_RETRY_BUDGET_SECONDS),
         )
 
     def shopify_client(self, store: StoreConfig) -> MetaobjectClient:
@@ -48,7 +73,8 @@ class WidgetSyncResource(ConfigurableResource):
             api_version=store.shopify_api_version,
             access_token=secrets.shopify_token,
             bulk_threshold=self.bulk_threshold,
-            retry_budget_seconds=self.shopify_retry_budget_seconds,
+            retry_budget_seconds=_seconds(self.shopify_retry_budget_seconds, SHOPIFY_RETRY_BUDGET_ENV,
+                                          DEFAULT_SHOPIFY_RETRY_BUDGET_SECONDS),
         )
 
 
