@@ -84,6 +84,15 @@ class ShopFaults:
     bulk_line_latency_seconds: float = 0.0  # the bulk runner sleeps this long per line (keeps an op RUNNING)
 
 
+@dataclass(frozen=True)
+class ShopRequest:
+    """One GraphQL request as the sandbox saw it: the shop in the URL and whose token it carried (the key of the
+    shop that token belongs to, None for a missing or unknown token). The token itself is never recorded."""
+
+    shop: str
+    token_of: str | None
+
+
 @dataclass
 class ShopStats:
     requests: int = 0            # GraphQL requests received (every outcome)
@@ -734,6 +743,7 @@ class ShopifySandbox:
         self._docs: dict[str, _Doc] = {}
         self._docs_lock = threading.Lock()
         self._bulk_threads: list[threading.Thread] = []
+        self.requests: list[ShopRequest] = []  # every GraphQL request, in order (which token reached which shop)
         self._wire_resolvers()
 
     def add_shop(self, key: str, access_token: str, *, bucket_size: float = 2000.0,
@@ -895,15 +905,18 @@ class ShopifySandbox:
         if not _VERSION_RE.match(request.path_params["version"]):
             return JSONResponse({"errors": "Not Found"}, status_code=404)
         faults = shop.faults
+        token = request.headers.get("x-shopify-access-token")
+        token_of = next((key for key, other in list(self.shops.items()) if token and secrets.compare_digest(
+            token.encode(), other.access_token.encode())), None)
         with shop.lock:
             shop.stats.requests += 1
+            self.requests.append(ShopRequest(shop.key, token_of))
         if faults.latency_seconds > 0:
             await asyncio.sleep(faults.latency_seconds)
         if faults.http_status is not None:
             with shop.lock:
                 shop.stats.faults_served += 1
             return _status_response(faults.http_status)
-        token = request.headers.get("x-shopify-access-token")
         if not token or not secrets.compare_digest(token.encode(), shop.access_token.encode()):
             return JSONResponse({"errors": INVALID_TOKEN_MESSAGE}, status_code=401)
         with shop.lock:
