@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Mapping
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import yaml
 from pydantic import (
@@ -58,6 +58,10 @@ class UnknownStoreError(KeyError):
 
 def validate_base_url(url: str) -> str:
     """https anywhere; plain http only to a loopback sandbox; no credentials, query or fragment."""
+    # urlsplit silently drops tabs and newlines, so a URL carrying them would pass the checks below and still
+    # carry them (a header-injection attempt, or a paste error): refuse whitespace and control characters first.
+    if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url):
+        raise ValueError("must not contain whitespace or control characters")
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http"):
         raise ValueError(f"must be an http(s) URL, got scheme {parts.scheme!r}")
@@ -69,7 +73,9 @@ def validate_base_url(url: str) -> str:
         raise ValueError("must not have a query or fragment")
     if parts.scheme == "http" and not is_loopback_host(parts.hostname):
         raise ValueError(f"plain http is allowed only for a loopback sandbox, not {parts.hostname!r}")
-    if ".." in parts.path.split("/"):
+    # Percent-encoded ("%2e%2e", "%2f") and backslash-separated dot segments count too: servers and proxies
+    # decode and normalise them, so they climb out of the configured path just the same.
+    if ".." in unquote(parts.path).replace("\\", "/").split("/"):
         raise ValueError("must not contain '..' path segments")
     return url.rstrip("/")
 
@@ -78,7 +84,7 @@ BaseUrl = Annotated[str, AfterValidator(validate_base_url)]
 
 
 def _env_name(value: str) -> str:
-    if not ENV_NAME_RE.match(value):
+    if not ENV_NAME_RE.fullmatch(value):
         raise ValueError(f"must be an environment variable name (A-Z, 0-9, _), got {value!r}")
     return value
 
@@ -105,7 +111,7 @@ class StoreConfig(BaseModel):
     @field_validator("key")
     @classmethod
     def _key(cls, value: str) -> str:
-        if not STORE_KEY_RE.match(value):
+        if not STORE_KEY_RE.fullmatch(value):
             raise ValueError(
                 f"store key {value!r} must be 1-64 lower-case letters, digits and '-', starting and ending "
                 "with a letter or digit (it becomes a partition key and a path segment)"
@@ -115,21 +121,21 @@ class StoreConfig(BaseModel):
     @field_validator("shop_domain")
     @classmethod
     def _domain(cls, value: str) -> str:
-        if not SHOP_DOMAIN_RE.match(value):
+        if not SHOP_DOMAIN_RE.fullmatch(value):
             raise ValueError(f"must be a *.myshopify.com domain, got {value!r}")
         return value
 
     @field_validator("shopify_api_version")
     @classmethod
     def _version(cls, value: str) -> str:
-        if not API_VERSION_RE.match(value):
+        if not API_VERSION_RE.fullmatch(value):
             raise ValueError(f"must be a quarterly version like 2025-10, got {value!r}")
         return value
 
     @field_validator("pa_website_id")
     @classmethod
     def _website(cls, value: str) -> str:
-        if not GUID_RE.match(value):
+        if not GUID_RE.fullmatch(value):
             raise ValueError(f"must be a GUID, got {value!r}")
         return value
 
@@ -143,7 +149,7 @@ class StoreConfig(BaseModel):
             raise ValueError(f"unknown type keys {unknown}; allowed: {list(TYPE_KEYS)}")
         merged = dict(DEFAULT_METAOBJECT_TYPES)
         for type_key, metaobject_type in value.items():
-            if not isinstance(metaobject_type, str) or not METAOBJECT_TYPE_RE.match(metaobject_type):
+            if not isinstance(metaobject_type, str) or not METAOBJECT_TYPE_RE.fullmatch(metaobject_type):
                 raise ValueError(f"{type_key}: {metaobject_type!r} is not a valid metaobject type")
             merged[type_key] = metaobject_type
         if len(set(merged.values())) != len(merged):
