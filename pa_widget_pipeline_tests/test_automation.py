@@ -234,6 +234,25 @@ def test_definition_fix_sensor_waits_while_broken_then_resyncs_the_failed_type(s
     ]
 
 
+@pytest.mark.postgres
+def test_definition_fix_sensor_reads_partitioned_check_results_from_postgres(stores, pg_database, tmp_path):
+    """The sensor's per-store lookup of the latest check (a partition filter) on the production storage."""
+    from dagster import instance_for_test
+
+    store = stores.add("pg-fix", types=[1, 5], broken={"bundle": "slots"})
+    stores.add("pg-ok", types=[5])
+    (tmp_path / "home").mkdir()
+    overrides = {"storage": {"postgres": {"postgres_url": pg_database}}}
+    with instance_for_test(overrides=overrides, temp_dir=str(tmp_path / "home")) as instance:
+        assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
+        assert [e.status for e in quiet_sync(instance, "pg-fix", "pg-ok")] == ["partial", "success"]
+        still = definition_fix_sensor(sensor_ctx(instance))
+        assert isinstance(still, SkipReason) and still.skip_message == "still failing: pg-fix/bundle"
+        add_definition_field(store.shop, "pa_bundle_widget", "slots")
+        [request] = definition_fix_sensor(sensor_ctx(instance))
+        assert request.partition_key == "pg-fix" and AssetKey("bundle_metaobjects") in request.asset_selection
+
+
 def test_definition_fix_sensor_requests_only_the_fixed_types(stores, dagster_instance):
     store = stores.add("twice-broken", types=[1, 5], broken={"bundle": "slots", "recommendation": "name"})
     [entry] = quiet_sync(dagster_instance, "twice-broken")
