@@ -71,6 +71,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         return 2
     entries = sync_stores(
         _instance(args), keys, dry_run=args.dry_run, allow_mass_delete=args.allow_mass_delete,
+        rewrite_unchanged=args.rewrite_unchanged,
         verbose=args.verbose, out=sys.stderr,
     )
     _print_history(entries, args.json)
@@ -151,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--registry", help="store registry YAML (default: $PA_WIDGET_STORES or the demo registry)")
     sync.add_argument("--dry-run", action="store_true", help="fetch, check and diff; write nothing")
     sync.add_argument("--allow-mass-delete", action="store_true", help="allow deleting most of a type's metaobjects")
+    sync.add_argument("--rewrite-unchanged", action="store_true",
+                      help="write every widget even when its sync_hash matches (repairs values changed in Shopify)")
     sync.add_argument("--json", action="store_true", help="print the history entries as JSON")
     sync.add_argument("-v", "--verbose", action="store_true", help="show Dagster's own log lines")
     sync.set_defaults(func=cmd_sync)

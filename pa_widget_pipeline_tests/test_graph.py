@@ -129,9 +129,7 @@ def test_dry_run_plans_without_writing(stores, dagster_instance):
 
 
 def test_pa_outage_is_a_failed_entry_that_says_why(stores, dagster_instance, sandbox, monkeypatch):
-    monkeypatch.setattr(
-        "pa_widget_pipeline.defs.resources.WidgetSyncResource.pa_retry_budget_seconds", 0.5, raising=False
-    )
+    monkeypatch.setenv("PA_WIDGET_PA_RETRY_BUDGET_SECONDS", "0.5")
     store = stores.add("pa-down", types=[1, 6])
     sandbox.pa.faults.down = True
     [entry] = sync(dagster_instance, "pa-down")
@@ -237,3 +235,20 @@ def test_sync_in_flight_shows_as_running_with_what_it_has_done(stores, dagster_i
     assert any(e.total == 6 for e in seen)
     [final] = read_history(dagster_instance, store="slow")
     assert (final.status, final.synced) == ("success", 6)
+
+
+def test_rewrite_unchanged_repairs_values_lost_behind_the_hash(stores, dagster_instance):
+    store = stores.add("drifted", types=[1, 1])
+    sync(dagster_instance, "drifted")
+    store.shop.remove_definition_field("pa_recommendation_widget", "slots")  # drops every slots value
+    defs.resolve_job_def("ensure_metaobject_definitions").execute_in_process(
+        instance=dagster_instance,
+        run_config={"ops": {"ensure_definitions_for_stores": {"config": {"stores": ["drifted"],
+                                                                         "add_missing_fields": True}}}},
+    )
+    [plain] = sync(dagster_instance, "drifted")
+    assert (plain.unchanged, plain.synced) == (2, 0)
+    assert all("slots" not in m["fields"] for m in store.shop.metaobjects["pa_recommendation_widget"].values())
+    [repaired] = sync(dagster_instance, "drifted", rewrite_unchanged=True)
+    assert (repaired.unchanged, repaired.synced) == (0, 2)
+    assert all(m["fields"].get("slots") for m in store.shop.metaobjects["pa_recommendation_widget"].values())

@@ -212,6 +212,7 @@ def build_write_asset(type_key: str):
                 check=check,
                 on_progress=progress,
                 keep_handles=widgets_by_type.keep_handles_for(type_key),
+                rewrite_unchanged=sync_options.rewrite_unchanged,
             )
         except TypeSyncAborted as exc:
             raise fail(exc.partial_result, f"{store.key} {type_key}: writes stopped: {exc.cause}") from None

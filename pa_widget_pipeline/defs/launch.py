@@ -26,9 +26,10 @@ def add_store_partitions(instance: DagsterInstance, keys: Sequence[str]) -> list
     return new
 
 
-def sync_run_config(*, dry_run: bool, allow_mass_delete: bool, verbose: bool) -> dict:
+def sync_run_config(*, dry_run: bool, allow_mass_delete: bool, rewrite_unchanged: bool, verbose: bool) -> dict:
+    options = {"dry_run": dry_run, "allow_mass_delete": allow_mass_delete, "rewrite_unchanged": rewrite_unchanged}
     return {
-        "resources": {"sync_options": {"config": {"dry_run": dry_run, "allow_mass_delete": allow_mass_delete}}},
+        "resources": {"sync_options": {"config": options}},
         "loggers": {"console": {"config": {"log_level": "INFO" if verbose else "CRITICAL"}}},
     }
 
@@ -66,6 +67,7 @@ def sync_stores(
     *,
     dry_run: bool = False,
     allow_mass_delete: bool = False,
+    rewrite_unchanged: bool = False,
     verbose: bool = False,
     trigger: str = "manual",
     out: IO[str] | None = None,
@@ -94,7 +96,8 @@ def sync_stores(
                 instance=instance,
                 partition_key=key,
                 run_id=run_id,
-                run_config=sync_run_config(dry_run=dry_run, allow_mass_delete=allow_mass_delete, verbose=verbose),
+                run_config=sync_run_config(dry_run=dry_run, allow_mass_delete=allow_mass_delete,
+                                           rewrite_unchanged=rewrite_unchanged, verbose=verbose),
                 tags={TRIGGER_TAG: trigger},
                 raise_on_error=False,
             )

@@ -83,3 +83,4 @@ class SyncOptions(ConfigurableResource):
 
     dry_run: bool = False
     allow_mass_delete: bool = False
+    rewrite_unchanged: bool = False  # write every widget even when its sync_hash matches (repairs Shopify-side drift)

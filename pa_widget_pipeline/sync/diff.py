@@ -49,8 +49,13 @@ def plan_writes(
     fetch_complete: bool,
     allow_mass_delete: bool,
     keep_handles: Iterable[str] = (),
+    rewrite_unchanged: bool = False,
 ) -> WritePlan:
-    """Diff ``frame`` (columns handle, fields, sync_hash) against ``existing`` (all metaobjects of the type)."""
+    """Diff ``frame`` (columns handle, fields, sync_hash) against ``existing`` (all metaobjects of the type).
+
+    ``rewrite_unchanged`` updates even metaobjects whose ``sync_hash`` matches: the way to repair values that
+    changed in Shopify behind the hash's back (e.g. a definition field removed, which drops its values, then
+    added again)."""
     handles: list[str] = frame["handle"].tolist() if len(frame) else []
     fields_col: list[dict[str, str]] = frame["fields"].tolist() if len(frame) else []
     hashes: list[str] = frame["sync_hash"].tolist() if len(frame) else []
@@ -63,7 +68,7 @@ def plan_writes(
         current = managed.get(handle)
         if current is None:
             plan.creates.append(UpsertItem(handle=handle, fields=values))
-        elif current.sync_hash is not None and current.sync_hash == sync_hash:
+        elif not rewrite_unchanged and current.sync_hash is not None and current.sync_hash == sync_hash:
             plan.unchanged.append(handle)
         else:
             plan.updates.append(UpsertItem(handle=handle, fields=values))

@@ -106,6 +106,7 @@ def sync_type(
     on_progress: EngineProgress | None = None,
     keep_handles: Iterable[str] = (),
     chunk_size: int | None = None,
+    rewrite_unchanged: bool = False,
 ) -> TypeSyncResult:
     """Sync ``frame`` (one type's widgets, from group_widgets) into ``metaobject_type``.
 
@@ -159,7 +160,8 @@ def sync_type(
     except Exception as exc:
         raise abort(exc, handles) from exc
     plan: WritePlan = plan_writes(frame, existing, fetch_complete=fetch_complete,
-                                  allow_mass_delete=allow_mass_delete, keep_handles=keep_handles)
+                                  allow_mass_delete=allow_mass_delete, keep_handles=keep_handles,
+                                  rewrite_unchanged=rewrite_unchanged)
     result.unchanged = len(plan.unchanged)
     result.planned_creates = len(plan.creates)
     result.planned_updates = len(plan.updates)
