@@ -24,10 +24,10 @@ def clients(stores, key, **shopify_options):
     return pa, shopify
 
 
-def sync(stores, key, **shopify_options):
+def sync(stores, key, on_progress=None, **shopify_options):
     pa, shopify = clients(stores, key, **shopify_options)
     with pa, shopify:
-        return sync_store_plain(store=key, pa_client=pa, shopify_client=shopify)
+        return sync_store_plain(store=key, pa_client=pa, shopify_client=shopify, on_progress=on_progress)
 
 
 def accounted(result) -> bool:
@@ -36,11 +36,14 @@ def accounted(result) -> bool:
 
 def test_first_sync_writes_every_synced_widget_and_a_resync_writes_nothing(stores):
     store = stores.add("plain-ok", types=ALL_TYPES * 2)
-    first = sync(stores, "plain-ok")
+    progress = []
+    first = sync(stores, "plain-ok", on_progress=lambda *call: progress.append(call))
     assert (first.status, first.total, first.synced, first.skipped, first.failed) == ("success", 18, 6, 12, 0)
     assert accounted(first) and first.aborted == {}
     assert {k: r.created for k, r in first.types.items()} == {"recommendation": 2, "merchandising": 2, "bundle": 2}
     assert sum(len(v) for v in store.shop.metaobjects.values()) == 6
+    assert {(k, phase, total) for k, phase, _, total in progress} == {
+        ("recommendation", "upsert", 2), ("merchandising", "upsert", 2), ("bundle", "upsert", 2)}
     assert set(first.seconds) == {"fetch", "group", "recommendation", "merchandising", "bundle"}
 
     upserts = store.shop.stats.upserts

@@ -68,6 +68,16 @@ class PlainSyncResult:
                            run_failed=bool(self.aborted))
 
 
+def _type_progress(on_progress: StoreProgress | None, type_key: str) -> Callable[[str, int, int], None] | None:
+    if on_progress is None:
+        return None
+
+    def progress(phase: str, done: int, total: int) -> None:
+        on_progress(type_key, phase, done, total)
+
+    return progress
+
+
 def sync_store_plain(
     *,
     store: str,
@@ -92,10 +102,7 @@ def sync_store_plain(
     types: dict[str, TypeSyncResult] = {}
     aborted: dict[str, str] = {}
     for type_key in TYPE_KEYS:
-        progress = None
-        if on_progress is not None:
-            def progress(phase: str, done: int, total: int, _key: str = type_key) -> None:
-                on_progress(_key, phase, done, total)
+        progress = _type_progress(on_progress, type_key)
         started = clock()
         try:
             types[type_key] = sync_type(
