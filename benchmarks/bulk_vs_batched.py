@@ -86,7 +86,8 @@ def markdown(result: dict[str, Any]) -> str:
     for r in result["sizes"]:
         bu, ba = r["bulk"], r["batched"]
         out.append(f"| {r['n']:,} | {bu['seconds']:.1f} | {ba['seconds']:.1f} | x{r['batched_over_bulk_wall_time']} | "
-                   f"{bu['requests']}, {bu['points']:,.0f} | {ba['requests']}, {ba['points']:,.0f}, {ba['throttled']} | "
+                   f"{bu['requests']}, {bu['points']:,.0f} | "
+                   f"{ba['requests']}, {ba['points']:,.0f}, {ba['throttled']} | "
                    f"{bu['written']:,} / {bu['failed']}, {ba['written']:,} / {ba['failed']} | "
                    f"{r['batched_on_standard_estimate_seconds']:,} |")
     out.append("\nBatched writes are nearly free while they fit the full bucket (about 2,000 metaobjects on Plus, "

@@ -59,6 +59,8 @@ def dagster_path(sandbox: Sandbox, stores) -> dict[str, Any]:
         "failed": sum(e.failed for e in entries),
         "statuses": sorted({e.status for e in entries}),
         "runs": len(entries),
+        "first_problem": next((f"{e.store}: {e.message or (e.errors[0].message if e.errors else e.status)}"
+                               for e in entries if e.status != "success"), None),
     }
 
 

@@ -79,7 +79,8 @@ def summarize(plus: dict[str, Any], standard: dict[str, Any]) -> dict[str, Any]:
 
 def markdown(result: dict[str, Any]) -> str:
     out = []
-    for label, key in (("Plus bucket (20,000 / 1,000 per s)", "plus"), ("Standard bucket (2,000 / 100 per s)", "standard")):
+    for label, key in (("Plus bucket (20,000 / 1,000 per s)", "plus"),
+                       ("Standard bucket (2,000 / 100 per s)", "standard")):
         r = result[key]
         out.append(f"**{label}**: {r['n']:,} widgets (recommendation, merchandising, bundle), first sync writes "
                    f"them (bulk for more than 300 of a type), second sync finds them unchanged.\n")

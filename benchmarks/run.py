@@ -79,7 +79,8 @@ def render_markdown(report: dict[str, Any], modules: dict[str, Any]) -> str:
         f"Latest run: {m['date']}, `{report['command']}`{' (quick sizes)' if report['quick'] else ''}. "
         f"Machine: {m['cpu_count']} x {m['cpu_model']} (shared; load average at start "
         f"{m['load_average_at_start']}), Python {m['python']}, dagster {m['dagster']}, httpx {m['httpx']}, "
-        f"pandas {m['pandas']}, commit {(m['git_commit'] or '?')[:10]}{' + uncommitted changes' if m['git_dirty'] else ''}.",
+        f"pandas {m['pandas']}, commit {(m['git_commit'] or '?')[:10]}"
+        f"{' + uncommitted changes' if m['git_dirty'] else ''}.",
         "",
         "Everything runs against the local sandbox servers over HTTP on loopback (`Sandbox()`, free ports). Counts "
         "and ratios are the results; absolute times depend on this machine and are context only. Every figure is in "

@@ -158,8 +158,8 @@ def markdown(result: dict[str, Any]) -> str:
     ]
     out = ["Steady state: from the moment the bucket first holds less than 10% of its size until the last write, "
            "the points drawn from the refill per second (points spent minus what the bucket level itself gave "
-           "up), over the restore rate; 1.0 = every restored point used. Sampled every 50 ms from the sandbox's counters, "
-           "so the window's edges are exact to about one request (up to 250 points).\n"]
+           "up), over the restore rate; 1.0 = every restored point used. Sampled every 50 ms from the sandbox's "
+           "counters, so the window's edges are exact to about one request (up to 250 points).\n"]
     for label, key in (("loopback, Plus bucket", "loopback"), ("loopback, Standard bucket", "standard_bucket"),
                        ("simulated 50 ms round trip, Plus bucket", "round_trip_50ms")):
         r = result[key]
