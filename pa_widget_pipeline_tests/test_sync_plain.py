@@ -24,10 +24,11 @@ def clients(stores, key, **shopify_options):
     return pa, shopify
 
 
-def sync(stores, key, on_progress=None, **shopify_options):
+def sync(stores, key, on_progress=None, rewrite_unchanged=False, **shopify_options):
     pa, shopify = clients(stores, key, **shopify_options)
     with pa, shopify:
-        return sync_store_plain(store=key, pa_client=pa, shopify_client=shopify, on_progress=on_progress)
+        return sync_store_plain(store=key, pa_client=pa, shopify_client=shopify, on_progress=on_progress,
+                                rewrite_unchanged=rewrite_unchanged)
 
 
 def accounted(result) -> bool:
@@ -50,6 +51,10 @@ def test_first_sync_writes_every_synced_widget_and_a_resync_writes_nothing(store
     second = sync(stores, "plain-ok")
     assert (second.status, second.synced, second.unchanged, second.failed) == ("success", 0, 6, 0)
     assert store.shop.stats.upserts == upserts
+
+    third = sync(stores, "plain-ok", rewrite_unchanged=True)  # the repair option writes every widget again
+    assert (third.status, third.synced, third.unchanged) == ("success", 6, 0)
+    assert store.shop.stats.upserts == upserts + 6
 
 
 def test_a_broken_definition_fails_only_its_type(stores):

@@ -86,6 +86,7 @@ def sync_store_plain(
     metaobject_types: dict[str, str] | None = None,
     allow_mass_delete: bool = False,
     dry_run: bool = False,
+    rewrite_unchanged: bool = False,
     on_progress: StoreProgress | None = None,
 ) -> PlainSyncResult:
     """Fetch the store's widgets from PA, group them by type and sync each type (in ``TYPE_KEYS`` order)."""
@@ -116,6 +117,7 @@ def sync_store_plain(
                 dry_run=dry_run,
                 on_progress=progress,
                 keep_handles=grouped.keep_handles_for(type_key),
+                rewrite_unchanged=rewrite_unchanged,
             )
         except TypeSyncAborted as exc:
             types[type_key] = exc.partial_result
