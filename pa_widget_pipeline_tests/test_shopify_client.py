@@ -481,3 +481,22 @@ def test_two_writers_sharing_one_bucket_never_fail(renv):
     assert first.client.stats.retries == second.stats.retries == 0
     print(f"\ntwo writers: {first.client.stats}\n             {second.stats}")
     second.close()
+
+
+def test_writes_that_fit_in_the_bucket_skip_bulk_even_over_the_threshold():
+    from pa_widget_pipeline.shopify.metaobjects import make_shopify_client
+    from pa_widget_pipeline_tests.shopify_fixtures import ACCESS_TOKEN, API_VERSION, RECOMMENDATION_TYPE, contract_values
+
+    with running_shopify_sandbox(bucket_size=20000.0, restore_rate=1000.0) as running:
+        client = make_shopify_client(store="s", admin_url=running.admin_url, api_version=API_VERSION,
+                                     access_token=ACCESS_TOKEN, bulk_threshold=50)
+        client.definition_by_type(RECOMMENDATION_TYPE)  # the first answer tells the client the bucket
+        fits = [UpsertItem(handle=f"pa-fit-{i}", fields=contract_values(f"fit-{i}")) for i in range(120)]
+        assert all(r.ok for r in client.upsert_metaobjects(RECOMMENDATION_TYPE, fits))
+        assert running.shop.stats.bulk_operations == 0
+
+        running.shop.bucket.set_available(0.0)
+        client.definition_by_type(RECOMMENDATION_TYPE)  # another app drained the bucket; the answer says so
+        more = [UpsertItem(handle=f"pa-more-{i}", fields=contract_values(f"more-{i}")) for i in range(120)]
+        assert all(r.ok for r in client.upsert_metaobjects(RECOMMENDATION_TYPE, more))
+        assert running.shop.stats.bulk_operations == 1

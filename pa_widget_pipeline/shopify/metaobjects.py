@@ -137,6 +137,15 @@ class MetaobjectClient:
             after = cursor
 
     # ------------------------------------------------------------- writing
+    def _bulk_pays_off(self, count: int) -> bool:
+        """Bulk when the writes are over the threshold and cost more than the bucket holds right now. Below
+        that, batched upserts finish without waiting for a refill and skip bulk's staging and polling (measured:
+        on a full Plus bucket, 2,000 batched writes beat bulk; 5,000 take 22x longer than bulk)."""
+        if self.bulk_threshold is None or count <= self.bulk_threshold:
+            return False
+        available = self.transport.bucket_available
+        return available is None or count * self._item_cost["upsert"] > available
+
     def upsert_metaobjects(
         self, metaobject_type: str, items: list[UpsertItem], *, on_progress: Progress | None = None
     ) -> list[WriteResult]:
@@ -152,7 +161,7 @@ class MetaobjectClient:
         done = total - len(todo)
         progress = _Progress(on_progress, total, done)
 
-        if self.bulk_threshold is not None and len(todo) > self.bulk_threshold:
+        if self._bulk_pays_off(len(todo)):
             outcome = run_bulk_upsert(
                 self.transport,
                 metaobject_type,
