@@ -69,12 +69,14 @@ class MetaobjectClient:
         bulk_threshold: int | None = 300,
         bulk_poll_seconds: float = 1.0,
         bulk_max_wait_seconds: float = 1800.0,
+        bulk_only_past_bucket: bool = True,
     ):
         self.transport = transport
         self.store = transport.store
         self.bulk_threshold = bulk_threshold
         self.bulk_poll_seconds = bulk_poll_seconds
         self.bulk_max_wait_seconds = bulk_max_wait_seconds
+        self.bulk_only_past_bucket = bulk_only_past_bucket
         # Learned from answers (requestedQueryCost / items in the document); start from the documented rules.
         self._item_cost = {"upsert": q.UPSERT_ITEM_COST, "delete": q.DELETE_ITEM_COST}
 
@@ -143,6 +145,8 @@ class MetaobjectClient:
         on a full Plus bucket, 2,000 batched writes beat bulk; 5,000 take 22x longer than bulk)."""
         if self.bulk_threshold is None or count <= self.bulk_threshold:
             return False
+        if not self.bulk_only_past_bucket:
+            return True
         available = self.transport.bucket_available
         return available is None or count * self._item_cost["upsert"] > available
 
