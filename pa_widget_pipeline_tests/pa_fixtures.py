@@ -18,6 +18,7 @@ import pytest
 from pa_widget_pipeline.pa.client import PAClient
 from pa_widget_pipeline.sandbox.pa_server import PASandbox, make_widgets
 from pa_widget_pipeline.sandbox.server import ServerThread
+from pa_widget_pipeline_tests.fakes import FakeClock
 
 WEBSITE_A = "b2a7c9d0-1111-4e2f-8a3b-222233334444"
 CLIENT_A = "client-a"
@@ -27,17 +28,6 @@ CLIENT_B = "client-b"
 SECRET_B = "sEcReT-b-0a1b2c3d4e5f-never-in-messages"
 WIDGETS_A = 25      # page size 10 in most tests → pages of 10, 10, 5
 WIDGETS_B = 7
-
-
-class FakeClock:
-    def __init__(self, start: float = 1000.0):
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class RecordingSleep:

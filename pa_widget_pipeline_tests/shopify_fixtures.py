@@ -17,24 +17,12 @@ import pytest
 from pa_widget_pipeline.sandbox.server import ServerThread
 from pa_widget_pipeline.sandbox.shopify_server import ShopifySandbox, ShopState
 from pa_widget_pipeline.sync.contract import CONTRACT_FIELDS, DEFAULT_METAOBJECT_TYPES
+from pa_widget_pipeline_tests.fakes import FakeClock
 
 SHOP_KEY = "test-shop"
 ACCESS_TOKEN = "shpat_sandbox_test_token_0001"
 API_VERSION = "2025-10"
 RECOMMENDATION_TYPE = DEFAULT_METAOBJECT_TYPES["recommendation"]
-
-
-class FakeClock:
-    """A clock the test moves by hand (for the cost bucket)."""
-
-    def __init__(self, start: float = 1000.0):
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @dataclass

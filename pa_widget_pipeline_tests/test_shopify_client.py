@@ -26,28 +26,16 @@ from pa_widget_pipeline.shopify import (
 )
 from pa_widget_pipeline.shopify import queries as q
 from pa_widget_pipeline.sync.contract import CONTRACT_FIELDS, ContractField
+from pa_widget_pipeline_tests.fakes import FakeClock
 
 TYPE = "pa_recommendation_widget"
 VERSION = "2025-10"
 _keys = itertools.count()
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 5000.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
 @pytest.fixture(scope="module")
 def fake_clock():
-    return FakeClock()
+    return FakeClock(5000.0)
 
 
 @pytest.fixture(scope="module")

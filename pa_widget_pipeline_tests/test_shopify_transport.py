@@ -16,22 +16,10 @@ from pa_widget_pipeline.shopify import (
     ShopifyShopUnavailable,
     ShopifyTransport,
 )
+from pa_widget_pipeline_tests.fakes import FakeClock
 
 TOKEN = "shpat_secret_token_do_not_leak_0123456789"
 STORE = "acme-au"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def cost(requested=10, actual=10, maximum=1000.0, available=990.0, rate=50.0):
