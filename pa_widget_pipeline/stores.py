@@ -83,24 +83,27 @@ def validate_base_url(url: str) -> str:
 BaseUrl = Annotated[str, AfterValidator(validate_base_url)]
 
 
-def _env_name(value: str) -> str:
-    if not ENV_NAME_RE.fullmatch(value):
-        raise ValueError(f"must be an environment variable name (A-Z, 0-9, _), got {value!r}")
-    return value
+def _matching(pattern: re.Pattern[str], what: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if not pattern.fullmatch(value):
+            raise ValueError(f"must be {what}, got {value!r}")
+        return value
+
+    return AfterValidator(check)
 
 
-EnvName = Annotated[str, AfterValidator(_env_name)]
+EnvName = Annotated[str, _matching(ENV_NAME_RE, "an environment variable name (A-Z, 0-9, _)")]
 
 
 class StoreConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     key: str
-    shop_domain: str
-    shopify_api_version: str
+    shop_domain: Annotated[str, _matching(SHOP_DOMAIN_RE, "a *.myshopify.com domain")]
+    shopify_api_version: Annotated[str, _matching(API_VERSION_RE, "a quarterly version like 2025-10")]
     shopify_token_env: EnvName
     shopify_admin_url: BaseUrl | None = None
-    pa_website_id: str
+    pa_website_id: Annotated[str, _matching(GUID_RE, "a GUID")]
     pa_api_url: BaseUrl
     pa_auth_url: BaseUrl
     pa_client_id_env: EnvName
@@ -116,27 +119,6 @@ class StoreConfig(BaseModel):
                 f"store key {value!r} must be 1-64 lower-case letters, digits and '-', starting and ending "
                 "with a letter or digit (it becomes a partition key and a path segment)"
             )
-        return value
-
-    @field_validator("shop_domain")
-    @classmethod
-    def _domain(cls, value: str) -> str:
-        if not SHOP_DOMAIN_RE.fullmatch(value):
-            raise ValueError(f"must be a *.myshopify.com domain, got {value!r}")
-        return value
-
-    @field_validator("shopify_api_version")
-    @classmethod
-    def _version(cls, value: str) -> str:
-        if not API_VERSION_RE.fullmatch(value):
-            raise ValueError(f"must be a quarterly version like 2025-10, got {value!r}")
-        return value
-
-    @field_validator("pa_website_id")
-    @classmethod
-    def _website(cls, value: str) -> str:
-        if not GUID_RE.fullmatch(value):
-            raise ValueError(f"must be a GUID, got {value!r}")
         return value
 
     @field_validator("metaobject_types", mode="before")
