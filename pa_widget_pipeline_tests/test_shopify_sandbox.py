@@ -559,6 +559,135 @@ def test_staged_upload_rejects_a_wrong_policy(shopify_sandbox, shopify_http):
     assert resp.status_code == 403
 
 
+
+RUN_QUERY = """
+mutation RunQuery($query: String!) {
+  bulkOperationRunQuery(query: $query) { bulkOperation { id status type } userErrors { field message code } } }"""
+
+BULK_LIST = ('{ metaobjects(type: "%s") { edges { node { id handle updatedAt '
+             'sync_hash: field(key: "sync_hash") { value } } } } }')
+
+
+def run_bulk_query(r: RunningShopify, client: httpx.Client, query: str) -> dict:
+    return r.gql(client, RUN_QUERY, {"query": query})["data"]["bulkOperationRunQuery"]
+
+
+def test_bulk_query_end_to_end(shopify_sandbox, shopify_http):
+    r = shopify_sandbox
+    for i in range(260):  # more than one page: a bulk query has no `first` limit
+        r.shop.upsert_metaobject(RECOMMENDATION_TYPE, f"pa-r{i}", contract_values(f"R{i}"))
+    r.shop.upsert_metaobject("pa_bundle_widget", "pa-other", contract_values("O"))
+    spent_before = r.shop.stats.points_spent
+    started = run_bulk_query(r, shopify_http, BULK_LIST % RECOMMENDATION_TYPE)
+    assert started["userErrors"] == []
+    assert started["bulkOperation"]["status"] == "CREATED" and started["bulkOperation"]["type"] == "QUERY"
+    op = poll_until_done(r, shopify_http, started["bulkOperation"]["id"])
+    assert op["status"] == "COMPLETED" and op["errorCode"] is None and op["objectCount"] == "260"
+    current = r.gql(shopify_http, "{ q: currentBulkOperation(type: QUERY) { id type rootObjectCount } "
+                                  "m: currentBulkOperation(type: MUTATION) { id } }")["data"]
+    assert current == {"q": {"id": op["id"], "type": "QUERY", "rootObjectCount": "260"}, "m": None}
+    # bulk queries are not charged to the bucket: only bulkOperationRunQuery (a mutation, 10), the polls (2 each)
+    # and the two currentBulkOperation objects
+    assert r.shop.stats.points_spent - spent_before == 10 + len(op["seen"]) * 2 + 2
+
+    lines = [json.loads(x) for x in shopify_http.get(op["url"]).text.splitlines()]
+    assert len(lines) == 260 and r.shop.stats.bulk_queries == 1 and r.shop.stats.bulk_operations == 0
+    stored = r.shop.metaobjects[RECOMMENDATION_TYPE]
+    assert {line["handle"] for line in lines} == set(stored)
+    for line in lines:  # each node is one JSON object with exactly what was selected, aliases kept
+        obj = stored[line["handle"]]
+        assert line == {"id": obj["id"], "handle": obj["handle"], "updatedAt": obj["updatedAt"],
+                        "sync_hash": {"value": obj["fields"]["sync_hash"]}}
+
+
+def test_bulk_query_nested_connection_lines_carry_the_parent_id(shopify_sandbox, shopify_http):
+    r = shopify_sandbox
+    for i in range(3):
+        r.shop.upsert_metaobject(RECOMMENDATION_TYPE, f"pa-n{i}", contract_values(f"N{i}"))
+    query = "{ metaobjectDefinitions { nodes { id type metaobjects { nodes { id handle } } } } }"
+    op = poll_until_done(r, shopify_http, run_bulk_query(r, shopify_http, query)["bulkOperation"]["id"])
+    assert op["status"] == "COMPLETED"
+    lines = [json.loads(x) for x in shopify_http.get(op["url"]).text.splitlines()]
+    parents = [line for line in lines if "__parentId" not in line]
+    assert {p["type"] for p in parents} == set(r.shop.definitions)
+    rec = next(p for p in parents if p["type"] == RECOMMENDATION_TYPE)
+    assert "metaobjects" not in rec
+    children = [line for line in lines if line.get("__parentId") == rec["id"]]
+    assert [c["handle"] for c in children] == ["pa-n0", "pa-n1", "pa-n2"]
+    assert lines.index(rec) < lines.index(children[0])  # a child comes after its parent
+
+
+@pytest.mark.parametrize("query, message", [
+    ("{ shop { name } }", "at least one connection"),
+    ("mutation { metaobjectDelete(id: \"gid://shopify/Metaobject/1\") { deletedId } }", "query operation"),
+    ("{ metaobjects(type: \"x\") { edges { node { nope } } } }", "Invalid bulk query"),
+    ("{ metaobjects(type: \"x\") { nodes { id } } shop { name } }", "exactly one top-level field"),
+])
+def test_bulk_query_refuses_what_is_not_one_connection_query(shopify_sandbox, shopify_http, query, message):
+    refused = run_bulk_query(shopify_sandbox, shopify_http, query)
+    assert refused["bulkOperation"] is None
+    assert refused["userErrors"][0]["code"] == "INVALID" and message in refused["userErrors"][0]["message"]
+
+
+def test_bulk_query_one_at_a_time_independent_of_a_bulk_mutation(shopify_sandbox, shopify_http):
+    r = shopify_sandbox
+    for i in range(6):
+        r.shop.upsert_metaobject(RECOMMENDATION_TYPE, f"pa-o{i}", contract_values(f"O{i}"))
+    r.shop.faults.bulk_line_latency_seconds = 0.1  # keeps the first query RUNNING for ~0.6 s
+    try:
+        first = run_bulk_query(r, shopify_http, BULK_LIST % RECOMMENDATION_TYPE)
+        assert first["userErrors"] == []
+        second = run_bulk_query(r, shopify_http, BULK_LIST % RECOMMENDATION_TYPE)
+        assert second["bulkOperation"] is None and second["userErrors"][0]["code"] == "OPERATION_IN_PROGRESS"
+        assert first["bulkOperation"]["id"] in second["userErrors"][0]["message"]
+        # a bulk mutation may run beside it (one of each type per shop)
+        path = stage_and_upload(r, shopify_http, [upsert_vars("pa-m0", contract_values("M0"))])
+        assert run_bulk(r, shopify_http, path)["data"]["bulkOperationRunMutation"]["userErrors"] == []
+        # from API version 2026-01 a shop runs up to five bulk queries at once
+        newer = shopify_http.post(f"{r.admin_url}/admin/api/2026-01/graphql.json",
+                                  json={"query": RUN_QUERY, "variables": {"query": BULK_LIST % RECOMMENDATION_TYPE}},
+                                  headers={"X-Shopify-Access-Token": ACCESS_TOKEN}).json()
+        assert newer["data"]["bulkOperationRunQuery"]["userErrors"] == []
+        done = poll_until_done(r, shopify_http, first["bulkOperation"]["id"])
+        assert done["status"] == "COMPLETED" and "RUNNING" in done["seen"]
+    finally:
+        r.shop.faults.bulk_line_latency_seconds = 0.0
+    r.sandbox.wait_for_bulk()
+    again = run_bulk_query(r, shopify_http, BULK_LIST % RECOMMENDATION_TYPE)  # the earlier ones are done
+    assert again["userErrors"] == []
+    assert poll_until_done(r, shopify_http, again["bulkOperation"]["id"])["status"] == "COMPLETED"
+
+
+def test_bulk_query_failure_switch_and_an_empty_result(shopify_sandbox, shopify_http):
+    r = shopify_sandbox
+    for i in range(8):
+        r.shop.upsert_metaobject(RECOMMENDATION_TYPE, f"pa-e{i}", contract_values(f"E{i}"))
+    r.shop.faults.bulk_query_fail_next = 1
+    op = poll_until_done(r, shopify_http, run_bulk_query(r, shopify_http, BULK_LIST % RECOMMENDATION_TYPE)
+                         ["bulkOperation"]["id"])
+    assert op["status"] == "FAILED" and op["errorCode"] == "INTERNAL_SERVER_ERROR" and op["url"] is None
+    partial = [json.loads(x) for x in shopify_http.get(op["partialDataUrl"]).text.splitlines()]
+    assert len(partial) == 4 and r.shop.faults.bulk_query_fail_next == 0
+    # the switch was used up: the next query completes; a type without metaobjects completes without a file
+    op = poll_until_done(r, shopify_http, run_bulk_query(r, shopify_http, BULK_LIST % "pa_bundle_widget")
+                         ["bulkOperation"]["id"])
+    assert (op["status"], op["objectCount"], op["url"]) == ("COMPLETED", "0", None)
+
+
+def test_metaobjects_count_follows_creates_and_deletes(shopify_sandbox, shopify_http):
+    r = shopify_sandbox
+    count = 'query C($t: String!) { metaobjectDefinitionByType(type: $t) { id metaobjectsCount } }'
+    before = r.gql(shopify_http, count, {"t": RECOMMENDATION_TYPE})["data"]["metaobjectDefinitionByType"]
+    assert before["metaobjectsCount"] == 0
+    made = [upsert(r, shopify_http, f"pa-c{i}", contract_values(f"C{i}"))["metaobject"]["id"] for i in range(3)]
+    upsert(r, shopify_http, "pa-c0", contract_values("C0", name="Renamed"))  # an update is not a new one
+    r.gql(shopify_http, DELETE, {"id": made[1]})
+    body = r.gql(shopify_http, 'query D($id: ID!) { metaobjectDefinition(id: $id) { metaobjectsCount } }',
+                 {"id": before["id"]})
+    assert body["data"]["metaobjectDefinition"]["metaobjectsCount"] == 2
+    assert body["extensions"]["cost"]["actualQueryCost"] == 1  # the definition object; the count is a scalar
+
+
 # ------------------------------------------------------------------------------------------ faults
 
 

@@ -1,9 +1,11 @@
-"""A local Shopify Admin GraphQL server (metaobjects, staged uploads, bulk mutations) for tests and benchmarks.
+"""A local Shopify Admin GraphQL server (metaobjects, staged uploads, bulk mutations and queries) for tests and
+benchmarks.
 
 Faithful where a client can tell the difference: every document is parsed and validated against an SDL subset of
 the Admin API (shopify_schema.graphql), costed with Shopify's calculated-cost rules against a per-shop leaky bucket
 (shopify_cost.py), metaobject writes are validated against their definition with Shopify's userError codes, and
-bulk mutations go through a staged upload, a background run and an out-of-order result JSONL.
+bulk mutations go through a staged upload, a background run and an out-of-order result JSONL; bulk queries run a
+connection query over every node in the background and write one JSONL line per node.
 
 Routes (base = the server URL):
 - POST {base}/shops/{key}/admin/api/{version}/graphql.json     header X-Shopify-Access-Token
@@ -32,11 +34,14 @@ from typing import Any, Callable
 
 from graphql import (
     DocumentNode,
+    FieldNode,
     GraphQLError,
+    InlineFragmentNode,
     ListValueNode,
     OperationDefinitionNode,
     build_schema,
     execute,
+    get_named_type,
     parse,
     validate,
 )
@@ -58,6 +63,11 @@ SCALAR_VALUE_LIMIT = 65_535
 INVALID_TOKEN_MESSAGE = "[API] Invalid API key or access token (unrecognized login or wrong password)"
 THROTTLE_DOCS = "https://shopify.dev/api/usage/rate-limits"
 BULK_RESULT_CHUNK = 3  # result lines are written in reversed chunks of this size (Shopify gives no order guarantee)
+# Bulk queries a shop may run at once: one before API version 2026-01, five from it (shopify.dev bulk query guide).
+BULK_QUERY_CONCURRENCY = {"before-2026-01": 1, "2026-01": 5}
+BULK_QUERY_MAX_CONNECTIONS = 5
+BULK_QUERY_MAX_DEPTH = 2
+_ACTIVE_BULK = ("CREATED", "RUNNING", "CANCELING")
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +92,8 @@ class ShopFaults:
     bulk_fail_error_code: str = "INTERNAL_SERVER_ERROR"
     bulk_start_error_next: int = 0     # next N bulkOperationRunMutation calls answer a userError (cannot start)
     bulk_line_latency_seconds: float = 0.0  # the bulk runner sleeps this long per line (keeps an op RUNNING)
+    bulk_query_fail_next: int = 0      # next N bulk *queries* end FAILED (bulk_fail_error_code) after half their
+                                       # objects, those in partialDataUrl (bulk mutations are not affected)
 
 
 @dataclass(frozen=True)
@@ -104,7 +116,8 @@ class ShopStats:
     faults_served: int = 0       # answers shaped by a fault switch
     graphql_errors: int = 0      # answers with top-level errors other than THROTTLED (validation, cost, ...)
     user_errors: int = 0         # userErrors returned (bulk lines included)
-    bulk_operations: int = 0     # bulk operations started
+    bulk_operations: int = 0     # bulk mutations started
+    bulk_queries: int = 0        # bulk queries started
 
 
 def _now_iso() -> str:
@@ -793,7 +806,8 @@ class ShopifySandbox:
 
     # ---------------------------------------------------------------- execution
     def handle_graphql(self, shop: ShopState, query: Any, variables: Any, operation_name: Any,
-                       base_url: str) -> tuple[int, dict[str, Any], dict[str, str], bool]:
+                       base_url: str, api_version: str | None = None
+                       ) -> tuple[int, dict[str, Any], dict[str, str], bool]:
         """Everything after HTTP-level faults and auth: returns (status, body, headers, drop_connection)."""
         if not isinstance(query, str) or not query.strip():
             return 400, {"errors": {"query": "Required parameter missing or invalid"}}, {}, False
@@ -858,7 +872,7 @@ class ShopifySandbox:
                                         "throttleStatus": bucket.throttle_status()}},
             }, headers, False
         context = {"shop": shop, "sandbox": self, "refund": 0, "base_url": base_url, "op_cost": op_cost,
-                   "bulk": False}
+                   "bulk": False, "api_version": api_version}
         with shop.lock:
             result = execute(self.schema, doc.document, context_value=context, variable_values=variables,
                              operation_name=operation_name if isinstance(operation_name, str) else None)
@@ -940,7 +954,8 @@ class ShopifySandbox:
             return JSONResponse({"errors": {"query": "Required parameter missing or invalid"}}, status_code=400)
         base_url = str(request.base_url).rstrip("/")
         status, body, headers, drop = self.handle_graphql(
-            shop, payload.get("query"), payload.get("variables"), payload.get("operationName"), base_url)
+            shop, payload.get("query"), payload.get("variables"), payload.get("operationName"), base_url,
+            request.path_params["version"])
         headers = {"X-Request-Id": headers.pop("X-Request-Id", str(uuid.uuid4())),
                    "X-Shopify-API-Version": request.path_params["version"], **headers}
         raw = json.dumps(body, separators=(",", ":")).encode()
@@ -1127,6 +1142,8 @@ class ShopifySandbox:
         m["bulkOperationRunMutation"].resolve = (
             lambda _, info, mutation, stagedUploadPath, clientIdentifier=None, groupObjects=True:
             self._bulk_run(info, mutation, stagedUploadPath))
+        m["bulkOperationRunQuery"].resolve = (
+            lambda _, info, query, groupObjects=True: self._bulk_run_query(info, query))
         m["bulkOperationCancel"].resolve = lambda _, info, id: self._bulk_cancel(info, id)
 
     @staticmethod
@@ -1150,7 +1167,13 @@ class ShopifySandbox:
 
     def _paginate(self, info, items: list[dict], first: int | None = None, after: str | None = None,
                   last: int | None = None, before: str | None = None, reverse: bool = False) -> dict:
-        """Cursor pagination over items in ascending `_num` (id) order; refunds what a short page did not use."""
+        """Cursor pagination over items in ascending `_num` (id) order; refunds what a short page did not use.
+        Inside a bulk query there are no pages: every item, whatever first/last say (as on Shopify)."""
+        if info.context.get("bulk_query"):
+            page = items[::-1] if reverse else list(items)
+            return {"nodes": page, "edges": [{"cursor": _cursor(it["_num"]), "node": it} for it in page],
+                    "pageInfo": {"hasNextPage": False, "hasPreviousPage": False, "startCursor": None,
+                                 "endCursor": None}}
         if first is None and last is None:
             raise GraphQLError("you must provide one of first or last")
         if first is not None and last is not None:
@@ -1313,6 +1336,103 @@ class ShopifySandbox:
             with shop.lock:
                 op["status"], op["errorCode"], op["completedAt"] = "FAILED", "INTERNAL_SERVER_ERROR", _now_iso()
 
+    def _bulk_run_query(self, info, query: str) -> dict:
+        """bulkOperationRunQuery: validate the query, then run it over every node in a background thread."""
+        shop: ShopState = info.context["shop"]
+
+        def refuse(code: str, message: str, field_path: list[str] | None = None) -> dict:
+            shop.stats.user_errors += 1
+            return {"bulkOperation": None, "userErrors": [{"field": field_path, "message": message, "code": code}]}
+
+        if info.context["bulk"]:
+            return refuse("INVALID", "bulkOperationRunQuery cannot run inside a bulk operation.")
+        version = info.context.get("api_version") or ""
+        limit = BULK_QUERY_CONCURRENCY["2026-01" if version == "unstable" or version >= "2026-01"
+                                       else "before-2026-01"]
+        running = [o for o in shop.bulk_operations.values() if o["type"] == "QUERY" and o["status"] in _ACTIVE_BULK]
+        if len(running) >= limit:
+            return refuse("OPERATION_IN_PROGRESS", "A bulk query operation for this app and shop is already in "
+                          f"progress: {running[0]['id']}.")
+        doc = self._document(query)
+        op = doc.operations.get(None)
+        if doc.errors:
+            return refuse("INVALID", "Invalid bulk query: " + "; ".join(e["message"] for e in doc.errors), ["query"])
+        if op is None or op.is_mutation:
+            return refuse("INVALID", "Invalid bulk query: the document must hold exactly one query operation.",
+                          ["query"])
+        if len(op.operation.selection_set.selections) != 1:
+            return refuse("INVALID", "Bulk queries must select exactly one top-level field.", ["query"])
+        depths = _connection_depths(self.schema, self.schema.query_type, op.operation.selection_set, 0)
+        if not depths:
+            return refuse("INVALID", "Bulk queries must contain at least one connection.", ["query"])
+        if len(depths) > BULK_QUERY_MAX_CONNECTIONS:
+            return refuse("INVALID", f"Bulk queries cannot contain more than {BULK_QUERY_MAX_CONNECTIONS} "
+                          "connections.", ["query"])
+        if max(depths) > BULK_QUERY_MAX_DEPTH:
+            return refuse("INVALID", f"Bulk queries cannot contain connections with a nesting depth greater than "
+                          f"{BULK_QUERY_MAX_DEPTH}.", ["query"])
+        num = shop._next_num()
+        op_record = {
+            "__typename": "BulkOperation", "id": _gid("BulkOperation", num), "status": "CREATED",
+            "errorCode": None, "type": "QUERY", "query": query, "createdAt": _now_iso(), "completedAt": None,
+            "objectCount": 0, "rootObjectCount": 0, "fileSize": None, "url": None, "partialDataUrl": None,
+            "_num": num, "_cancel": False,
+        }
+        shop.bulk_operations[op_record["id"]] = op_record
+        shop.stats.bulk_queries += 1
+        fail = shop.faults.bulk_query_fail_next > 0
+        if fail:
+            shop.faults.bulk_query_fail_next -= 1
+            shop.stats.faults_served += 1
+        thread = threading.Thread(target=self._bulk_query_worker,
+                                  args=(shop, op_record, doc, fail, info.context["base_url"]),
+                                  name=f"shopify-bulk-query-{num}", daemon=True)
+        self._bulk_threads = [t for t in self._bulk_threads if t.is_alive()] + [thread]
+        thread.start()
+        return {"bulkOperation": op_record, "userErrors": []}
+
+    def _bulk_query_worker(self, shop: ShopState, op: dict, doc: _Doc, fail: bool, base: str) -> None:
+        try:
+            time.sleep(0.02)
+            with shop.lock:
+                op["status"] = "RUNNING"
+            context = {"shop": shop, "sandbox": self, "refund": 0, "base_url": base,
+                       "op_cost": doc.operations[None], "bulk": True, "bulk_query": True}
+            with shop.lock:  # one consistent snapshot of the shop, as a query sees it
+                result = execute(self.schema, doc.document, context_value=context)
+            if result.errors or result.data is None:
+                raise RuntimeError("; ".join(str(e) for e in result.errors or ()) or "no data")
+            objects = list(_bulk_query_lines(result.data))
+            stop_at = len(objects) // 2 if fail else len(objects)
+            written: list[dict] = []
+            for i, line in enumerate(objects):
+                if op["_cancel"] or i >= stop_at:
+                    break
+                if shop.faults.bulk_line_latency_seconds > 0:
+                    time.sleep(shop.faults.bulk_line_latency_seconds)
+                written.append(line)
+                with shop.lock:
+                    op["objectCount"] = len(written)
+                    if "__parentId" not in line:
+                        op["rootObjectCount"] += 1
+            data = "".join(json.dumps(line, separators=(",", ":")) + "\n" for line in written).encode()
+            name = f"bulk-{op['_num']}.jsonl"
+            with shop.lock:
+                if written:
+                    shop.bulk_files[name] = data
+                url = f"{base}/staged/{shop.key}/results/{name}" if written else None
+                op["completedAt"] = _now_iso()
+                if op["_cancel"]:
+                    op["status"], op["partialDataUrl"] = "CANCELED", url
+                elif fail:
+                    op["status"], op["errorCode"], op["partialDataUrl"] = "FAILED", shop.faults.bulk_fail_error_code, url
+                else:  # no objects: COMPLETED with url null, as on Shopify
+                    op["status"], op["url"], op["fileSize"] = "COMPLETED", url, len(data) if written else None
+        except Exception:  # a sandbox bug (or a resolver error) must not leave the op RUNNING forever
+            log.exception("bulk query %s crashed", op["id"])
+            with shop.lock:
+                op["status"], op["errorCode"], op["completedAt"] = "FAILED", "INTERNAL_SERVER_ERROR", _now_iso()
+
     def _bulk_cancel(self, info, gid: str) -> dict:
         shop: ShopState = info.context["shop"]
         op = shop.bulk_operations.get(gid)
@@ -1325,6 +1445,59 @@ class ShopifySandbox:
         op["_cancel"] = True
         op["status"] = "CANCELING"
         return {"bulkOperation": op, "userErrors": []}
+
+
+def _connection_depths(schema, parent_type, selection_set, depth: int) -> list[int]:
+    """The nesting depth of every connection field a selection reaches (1 = a top-level connection)."""
+    out: list[int] = []
+    if selection_set is None:
+        return out
+    for sel in selection_set.selections:
+        if isinstance(sel, InlineFragmentNode):
+            cond = schema.get_type(sel.type_condition.name.value) if sel.type_condition else parent_type
+            out += _connection_depths(schema, cond, sel.selection_set, depth)
+            continue
+        if not isinstance(sel, FieldNode) or sel.name.value.startswith("__"):
+            continue
+        fdef = (getattr(parent_type, "fields", None) or {}).get(sel.name.value)
+        if fdef is None:
+            continue
+        named = get_named_type(fdef.type)
+        inner = depth
+        if named.name.endswith("Connection"):
+            inner = depth + 1
+            out.append(inner)
+        out += _connection_depths(schema, named, sel.selection_set, inner)
+    return out
+
+
+def _is_connection_value(value: Any) -> bool:
+    return (isinstance(value, dict) and bool(value) and set(value) <= {"nodes", "edges", "pageInfo"}
+            and ("nodes" in value or "edges" in value))
+
+
+def _bulk_query_lines(data: dict[str, Any]):
+    """Shopify's bulk query output: one JSON object per node, connections flattened away; a node of a nested
+    connection is its own line with `__parentId` (its parent's id), after its parent."""
+
+    def emit(conn: dict, parent_id: str | None):
+        nodes = conn.get("nodes")
+        if nodes is None:
+            nodes = [edge.get("node") for edge in conn.get("edges") or [] if isinstance(edge, dict)]
+        for node in nodes:
+            if not isinstance(node, dict):
+                continue
+            line = {k: v for k, v in node.items() if not _is_connection_value(v)}
+            if parent_id is not None:
+                line["__parentId"] = parent_id
+            yield line
+            for v in node.values():
+                if _is_connection_value(v):
+                    yield from emit(v, node.get("id"))
+
+    for value in data.values():
+        if _is_connection_value(value):
+            yield from emit(value, None)
 
 
 def _json_value(type_name: str, value: str | None) -> Any:
