@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import time
 
 import httpx
 import pytest
@@ -425,6 +426,96 @@ def test_staged_upload_carries_no_token(renv):
     upload = [r for r in side if r.method == "POST"]
     assert upload and all("x-shopify-access-token" not in r.headers for r in side)
     assert env.token.encode() not in b"".join(r.read() for r in upload)
+
+
+# ------------------------------------------------------------------ bulk reads
+def seed(env: Env, n: int) -> None:
+    """n metaobjects straight into the shop (every fifth without a sync_hash)."""
+    for it in items(n):
+        fields = dict(it.fields)
+        if int(it.handle[4:]) % 5 == 0:
+            del fields["sync_hash"]
+        env.shop.upsert_metaobject(TYPE, it.handle, fields)
+
+
+def as_set(existing) -> set[tuple]:
+    return {(e.id, e.handle, e.sync_hash, e.updated_at) for e in existing}
+
+
+def paged_calls(env: Env) -> int:
+    return sum(1 for s in env.sent if "metaobjects(type: $type, first" in s["query"])
+
+
+def test_bulk_read_returns_exactly_what_the_paged_read_returns(renv):
+    # 120 metaobjects cost 240 points to page through: more than this 200-point bucket holds
+    env = renv(bucket_size=200.0, restore_rate=100000.0, bulk_read_threshold=50, bulk_poll_seconds=0.05)
+    seed(env, 120)
+    env.client.definition_by_type(TYPE)  # as a sync does: the definition carries metaobjectsCount
+    bulk = env.client.list_metaobjects(TYPE)
+    stats = env.client.stats
+    assert (stats.bulk_queries, stats.bulk_read_fallbacks, paged_calls(env)) == (1, 0, 0)
+    assert not any("MetaobjectsCount" in s["query"] for s in env.sent)  # the count came with the definition
+
+    env.client.bulk_read_threshold = None
+    paged = env.client.list_metaobjects(TYPE)
+    assert paged_calls(env) == 3  # 48 a page from a 200-point bucket
+    assert len(bulk) == len(paged) == 120 and as_set(bulk) == as_set(paged)
+    assert sum(1 for e in bulk if e.sync_hash is None) == 24
+
+
+def test_small_stores_keep_the_paged_read_until_the_bucket_runs_low(renv):
+    env = renv(bucket_size=2000.0, restore_rate=100.0, bulk_read_threshold=50, bulk_poll_seconds=0.05)
+    seed(env, 30)
+    assert len(env.client.list_metaobjects(TYPE)) == 30  # at the threshold or under: paged
+    seed(env, 60)
+    # over the threshold, but 60 x 2 points fit the bucket: paged; without a definition read the count is asked for
+    assert len(env.client.list_metaobjects(TYPE)) == 60
+    assert sum(1 for s in env.sent if "MetaobjectsCount" in s["query"]) == 2
+    assert (env.client.stats.bulk_queries, paged_calls(env)) == (0, 2)
+
+    env.shop.bucket.set_available(0.0)  # another app drained the bucket; the next answer (the count) says so
+    assert len(env.client.list_metaobjects(TYPE)) == 60
+    assert (env.client.stats.bulk_queries, env.client.stats.bulk_read_fallbacks, paged_calls(env)) == (1, 0, 2)
+
+
+def test_bulk_read_falls_back_to_pages_when_the_query_fails(renv, caplog):
+    env = renv(bucket_size=200.0, restore_rate=100000.0, bulk_read_threshold=50, bulk_poll_seconds=0.05)
+    seed(env, 120)  # 240 points to page: more than the bucket
+    expected = as_set(env.client._list_paged(TYPE))
+    env.shop.faults.bulk_query_fail_next = 1  # ends FAILED with half the objects in a partial file: not used
+    with caplog.at_level(logging.WARNING, logger="pa_widget_pipeline.shopify"):
+        got = env.client.list_metaobjects(TYPE)
+    assert as_set(got) == expected and len(got) == 120
+    assert (env.client.stats.bulk_queries, env.client.stats.bulk_read_fallbacks) == (1, 1)
+    assert any("FAILED" in r.getMessage() and "page by page" in r.getMessage() for r in caplog.records)
+
+
+def test_bulk_read_falls_back_when_it_outlasts_its_wait_or_cannot_start(renv, caplog):
+    env = renv(bucket_size=200.0, restore_rate=100000.0, bulk_read_threshold=50, bulk_poll_seconds=0.05,
+               bulk_read_max_wait_seconds=0.3)
+    seed(env, 120)  # 240 points to page: more than the bucket
+    expected = as_set(env.client._list_paged(TYPE))
+    env.shop.faults.bulk_line_latency_seconds = 0.03  # ~3.6 s of bulk work
+    try:
+        with caplog.at_level(logging.WARNING, logger="pa_widget_pipeline.shopify"):
+            assert as_set(env.client.list_metaobjects(TYPE)) == expected  # timed out, canceled, paged
+            assert any("bulkOperationCancel" in s["query"] for s in env.sent)
+            [canceled] = env.shop.bulk_operations.values()
+            deadline = time.monotonic() + 5
+            while canceled["status"] == "CANCELING" and time.monotonic() < deadline:  # it holds its slot
+                time.sleep(0.01)
+            assert canceled["status"] == "CANCELED"
+            # another bulk query of this app is running: this one cannot start
+            other = env.transport.execute(q.BULK_RUN_QUERY, {"query": q.bulk_list_query(TYPE)})
+            other_id = other["bulkOperationRunQuery"]["bulkOperation"]["id"]
+            assert as_set(env.client.list_metaobjects(TYPE)) == expected
+    finally:
+        env.shop.faults.bulk_line_latency_seconds = 0.0
+    env.transport.execute(q.BULK_CANCEL, {"id": other_id})
+    assert (env.client.stats.bulk_queries, env.client.stats.bulk_read_fallbacks) == (1, 2)  # the other: not ours
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("did not finish within 0.3s" in m for m in messages)
+    assert any("could not start" in m and "OPERATION_IN_PROGRESS" in m for m in messages)
 
 
 # ------------------------------------------------------------------ sustained write

@@ -1,9 +1,12 @@
-"""Large upserts as one Shopify bulk mutation: staged upload of a JSONL file, run, poll, read the result file.
+"""Shopify bulk operations: large upserts as one bulk mutation (staged upload of a JSONL file, run, poll, read the
+result file) and large reads as one bulk query (run, poll, download one JSON object per node).
 
 `run_bulk_upsert` never loses an item: every item ends either with a result (success, its userErrors, or a clear
 failure when its line is missing from a COMPLETED result) or in `fallback`, which the caller writes through batched
 upserts (when the operation could not start, or ended FAILED / CANCELED / EXPIRED / timed out).
-The staged-upload POST and the result download go to another host (cloud storage): they never carry the token.
+`run_bulk_query` gives the objects of a COMPLETED query or nothing (with the reason): a read that deletes depend on
+is used whole or not at all, never from a partial file.
+The staged-upload POST and the result downloads go to another host (cloud storage): they never carry the token.
 """
 
 from __future__ import annotations
@@ -32,6 +35,14 @@ class BulkOutcome:
     results: dict[int, WriteResult] = field(default_factory=dict)  # item index -> final result
     fallback: list[int] = field(default_factory=list)  # item indexes to write another way
     reason: str | None = None  # why there is a fallback
+    operation_id: str | None = None
+    status: str | None = None
+
+
+@dataclass
+class BulkQueryOutcome:
+    objects: list[dict] | None  # every line of a COMPLETED query's result, in file order; None: not usable
+    reason: str | None = None  # why `objects` is None
     operation_id: str | None = None
     status: str | None = None
 
@@ -81,21 +92,10 @@ def run_bulk_upsert(
     transport.stats.bulk_operations += 1
     log.info("store %r: bulk upsert of %d %s started as %s", store, len(items), metaobject_type, op_id)
 
-    deadline = transport.clock() + max_wait_seconds
-    status = operation.get("status")
-    op: dict[str, Any] = operation
-    while status not in FINAL_STATUSES:
-        if transport.clock() >= deadline:
-            _cancel(transport, op_id)
-            return BulkOutcome(
-                fallback=everything, operation_id=op_id, status=status,
-                reason=f"{op_id} did not finish within {max_wait_seconds:g}s (last status {status})",
-            )
-        transport.sleep(poll_seconds)
-        op = (transport.execute(q.BULK_OPERATION, {"id": op_id}, requested_cost=2) or {}).get("bulkOperation") or {}
-        status = op.get("status")
-        if status is None:
-            return BulkOutcome(fallback=everything, operation_id=op_id, reason=f"{op_id} is unknown to Shopify")
+    op, problem = _wait(transport, op_id, operation, poll_seconds, max_wait_seconds)
+    status = op.get("status")
+    if problem:
+        return BulkOutcome(fallback=everything, operation_id=op_id, status=status, reason=problem)
 
     outcome = BulkOutcome(operation_id=op_id, status=status)
     if status == "COMPLETED":
@@ -139,6 +139,78 @@ def run_bulk_upsert(
     return outcome
 
 
+def run_bulk_query(
+    transport: ShopifyTransport,
+    query: str,
+    *,
+    poll_seconds: float = 1.0,
+    max_wait_seconds: float = 600.0,
+) -> BulkQueryOutcome:
+    """Run `query` (a connection query, no variables) as one bulk query and return every object of its result.
+    Auth / shop-unavailable / retries-exhausted errors propagate; anything else that keeps the result from being
+    complete (cannot start, FAILED / CANCELED / EXPIRED, outlasting `max_wait_seconds`, an unreadable file) is an
+    outcome without objects, with the reason."""
+    try:
+        data = transport.execute(q.BULK_RUN_QUERY, {"query": query}, requested_cost=q.BULK_SETUP_COST)
+    except (ShopifyGraphQLError, ShopifyConfigError) as exc:
+        return BulkQueryOutcome(None, reason=f"could not start: {exc}")
+    payload = data.get("bulkOperationRunQuery") or {}
+    errors = payload.get("userErrors") or []
+    operation = payload.get("bulkOperation") or {}
+    if errors or not operation.get("id"):
+        text = "; ".join(
+            f"{e.get('message')}" + (f" ({e['code']})" if e.get("code") else "") for e in errors if isinstance(e, dict)
+        ) or "no operation id"
+        return BulkQueryOutcome(None, reason=f"could not start: {text}")
+    op_id = operation["id"]
+    transport.stats.bulk_queries += 1
+    log.info("store %r: bulk query started as %s", transport.store, op_id)
+    op, problem = _wait(transport, op_id, operation, poll_seconds, max_wait_seconds)
+    status = op.get("status")
+    if problem:
+        return BulkQueryOutcome(None, reason=problem, operation_id=op_id, status=status)
+    if status != "COMPLETED":
+        code = f" ({op.get('errorCode')})" if op.get("errorCode") else ""
+        return BulkQueryOutcome(None, reason=f"{op_id} ended {status}{code}", operation_id=op_id, status=status)
+    if not op.get("url"):  # Shopify gives no file when the query found nothing
+        return BulkQueryOutcome([], operation_id=op_id, status=status)
+    try:
+        objects = []
+        for number, raw in enumerate(_fetch(transport, op["url"]).splitlines()):
+            if not raw.strip():
+                continue
+            try:
+                value = json.loads(raw)
+            except ValueError:
+                value = None
+            if not isinstance(value, dict):
+                raise _BulkUnusable(f"line {number} of the result is not a JSON object")
+            objects.append(value)
+    except _BulkUnusable as exc:
+        return BulkQueryOutcome(None, reason=f"{op_id} completed but its result could not be read: {exc}",
+                                operation_id=op_id, status=status)
+    return BulkQueryOutcome(objects, operation_id=op_id, status=status)
+
+
+def _wait(transport: ShopifyTransport, op_id: str, operation: dict, poll_seconds: float,
+          max_wait_seconds: float) -> tuple[dict, str | None]:
+    """Poll until the operation reaches a final status: (its last state, None), or (last state, why not) when it
+    outlasted `max_wait_seconds` (it is then canceled) or Shopify no longer knows it."""
+    deadline = transport.clock() + max_wait_seconds
+    op: dict[str, Any] = operation
+    status = op.get("status")
+    while status not in FINAL_STATUSES:
+        if transport.clock() >= deadline:
+            _cancel(transport, op_id)
+            return op, f"{op_id} did not finish within {max_wait_seconds:g}s (last status {status})"
+        transport.sleep(poll_seconds)
+        op = (transport.execute(q.BULK_OPERATION, {"id": op_id}, requested_cost=2) or {}).get("bulkOperation") or {}
+        status = op.get("status")
+        if status is None:
+            return op, f"{op_id} is unknown to Shopify"
+    return op, None
+
+
 def _stage(transport: ShopifyTransport, metaobject_type: str, items: list[UpsertItem]) -> str:
     filename = f"{metaobject_type}-upserts.jsonl"
     data = transport.execute(
@@ -172,7 +244,8 @@ def _stage(transport: ShopifyTransport, metaobject_type: str, items: list[Upsert
     return key
 
 
-def _download(transport: ShopifyTransport, url: str) -> dict[int, dict]:
+def _fetch(transport: ShopifyTransport, url: str) -> str:
+    """GET a bulk result file (never with the token)."""
     try:
         checked = check_url(transport.store, url, "bulk result url")
     except ShopifyConfigError as exc:
@@ -180,8 +253,12 @@ def _download(transport: ShopifyTransport, url: str) -> dict[int, dict]:
     response = _side_transfer(transport, "download", lambda: transport.http.get(checked))
     if response.status_code != 200:
         raise _BulkUnusable(f"bulk result download answered HTTP {response.status_code}")
+    return response.text
+
+
+def _download(transport: ShopifyTransport, url: str) -> dict[int, dict]:
     lines: dict[int, dict] = {}
-    for raw in response.text.splitlines():
+    for raw in _fetch(transport, url).splitlines():
         raw = raw.strip()
         if not raw:
             continue

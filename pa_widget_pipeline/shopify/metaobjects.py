@@ -15,7 +15,7 @@ import httpx
 
 from ..sync.contract import ContractField
 from . import queries as q
-from .bulk import run_bulk_upsert
+from .bulk import run_bulk_query, run_bulk_upsert
 from .errors import ShopifyError, ShopifyGraphQLError, ShopifyMaxCostExceeded
 from .models import ExistingMetaobject, TransportStats, UpsertItem, UserError, WriteResult
 from .transport import ShopifyTransport
@@ -70,6 +70,8 @@ class MetaobjectClient:
         bulk_poll_seconds: float = 1.0,
         bulk_max_wait_seconds: float = 1800.0,
         bulk_only_past_bucket: bool = True,
+        bulk_read_threshold: int | None = 1000,
+        bulk_read_max_wait_seconds: float | None = None,
     ):
         self.transport = transport
         self.store = transport.store
@@ -77,6 +79,13 @@ class MetaobjectClient:
         self.bulk_poll_seconds = bulk_poll_seconds
         self.bulk_max_wait_seconds = bulk_max_wait_seconds
         self.bulk_only_past_bucket = bulk_only_past_bucket
+        # Reads: a bulk query past this many metaobjects of a type when paging them would cost more than the bucket
+        # holds (None: always page). Wait for it at most this long (None: twice what paging would take, >= 60 s).
+        self.bulk_read_threshold = bulk_read_threshold
+        self.bulk_read_max_wait_seconds = bulk_read_max_wait_seconds
+        # metaobjectsCount of a type from the definition just read; list_metaobjects takes it (once) instead of
+        # asking again. It only picks the read path: both paths read everything.
+        self._counts: dict[str, int] = {}
         # Learned from answers (requestedQueryCost / items in the document); start from the documented rules.
         self._item_cost = {"upsert": q.UPSERT_ITEM_COST, "delete": q.DELETE_ITEM_COST}
 
@@ -98,9 +107,83 @@ class MetaobjectClient:
         data = self.transport.execute(
             q.DEFINITION_BY_TYPE, {"type": metaobject_type}, requested_cost=q.DEFINITION_BY_TYPE_COST
         )
-        return data.get("metaobjectDefinitionByType")
+        definition = data.get("metaobjectDefinitionByType")
+        count = (definition or {}).get("metaobjectsCount")
+        if isinstance(count, int) and not isinstance(count, bool):
+            self._counts[metaobject_type] = count
+        else:
+            self._counts.pop(metaobject_type, None)
+        return definition
+
+    def metaobjects_count(self, metaobject_type: str) -> int:
+        """How many metaobjects the type holds (0 without a definition): one point, one request."""
+        data = self.transport.execute(
+            q.METAOBJECTS_COUNT, {"type": metaobject_type}, requested_cost=q.METAOBJECTS_COUNT_COST
+        )
+        count = (data.get("metaobjectDefinitionByType") or {}).get("metaobjectsCount")
+        return count if isinstance(count, int) and not isinstance(count, bool) else 0
 
     def list_metaobjects(self, metaobject_type: str) -> list[ExistingMetaobject]:
+        """Every metaobject of the type: one bulk query when paging them would cost more than the bucket holds
+        (see `_bulk_read_pays_off`), else 250 a page. A bulk read that cannot start, fails or outlasts its wait
+        falls back to pages (logged, `stats.bulk_read_fallbacks`)."""
+        if self.bulk_read_threshold is not None:
+            count = self._counts.pop(metaobject_type, None)
+            if count is None:
+                count = self.metaobjects_count(metaobject_type)
+            if self._bulk_read_pays_off(count):
+                existing = self._list_in_bulk(metaobject_type, count)
+                if existing is not None:
+                    return existing
+        return self._list_paged(metaobject_type)
+
+    def _bulk_read_pays_off(self, count: int) -> bool:
+        """Bulk when the type holds more than `bulk_read_threshold` metaobjects and paging them would cost more
+        than the bucket holds right now (the read rule mirrors the write rule): a bulk query is not charged to the
+        bucket, but its start, polling and download take a second or more that a read from a full bucket
+        does not need."""
+        if self.bulk_read_threshold is None or count <= self.bulk_read_threshold:
+            return False
+        available = self.transport.bucket_available
+        return available is None or count * q.LIST_NODE_COST > available
+
+    def _list_in_bulk(self, metaobject_type: str, count: int) -> list[ExistingMetaobject] | None:
+        wait = self.bulk_read_max_wait_seconds
+        if wait is None:
+            rate = self.transport.bucket_restore_rate or 0.0
+            paged_seconds = count * q.LIST_NODE_COST / rate if rate > 0 else 0.0
+            wait = max(60.0, 2.0 * paged_seconds)
+        outcome = run_bulk_query(
+            self.transport, q.bulk_list_query(metaobject_type),
+            poll_seconds=self.bulk_poll_seconds, max_wait_seconds=wait,
+        )
+        reason = outcome.reason
+        out: list[ExistingMetaobject] = []
+        if outcome.objects is not None:
+            for number, obj in enumerate(outcome.objects):
+                if "__parentId" in obj:
+                    continue  # a nested connection's node: this query has none
+                mid, handle = obj.get("id"), obj.get("handle")
+                if not isinstance(mid, str) or not isinstance(handle, str):
+                    reason = f"{outcome.operation_id} completed but line {number} has no id or handle"
+                    break
+                sync_hash = obj.get("sync_hash")
+                out.append(ExistingMetaobject(
+                    id=mid, handle=handle, sync_hash=sync_hash.get("value") if isinstance(sync_hash, dict) else None,
+                    updated_at=obj.get("updatedAt"),
+                ))
+            else:
+                log.info("store %r: read %d %s metaobject(s) in bulk (%s)", self.store, len(out), metaobject_type,
+                         outcome.operation_id)
+                return out
+        self.stats.bulk_read_fallbacks += 1
+        log.warning(
+            "store %r: bulk read of %s %s; reading its %d metaobject(s) page by page instead",
+            self.store, metaobject_type, reason, count,
+        )
+        return None
+
+    def _list_paged(self, metaobject_type: str) -> list[ExistingMetaobject]:
         """Every metaobject of the type, 250 a page (fewer while the bucket is unknown or small)."""
         out: list[ExistingMetaobject] = []
         after: str | None = None
@@ -387,6 +470,7 @@ def make_shopify_client(
     api_version: str,
     access_token: str,
     bulk_threshold: int | None = 300,
+    bulk_read_threshold: int | None = 1000,
     http_client: httpx.Client | None = None,
     **transport_options: Any,
 ) -> MetaobjectClient:
@@ -394,4 +478,4 @@ def make_shopify_client(
         store=store, admin_url=admin_url, api_version=api_version, access_token=access_token,
         http_client=http_client, **transport_options,
     )
-    return MetaobjectClient(transport, bulk_threshold=bulk_threshold)
+    return MetaobjectClient(transport, bulk_threshold=bulk_threshold, bulk_read_threshold=bulk_read_threshold)

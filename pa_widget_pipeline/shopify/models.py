@@ -49,5 +49,7 @@ class TransportStats:
     actual_points: float = 0.0
     throttle_wait_seconds: float = 0.0
     pacing_wait_seconds: float = 0.0
-    bulk_operations: int = 0
-    bulk_fallbacks: int = 0
+    bulk_operations: int = 0  # bulk mutations started
+    bulk_fallbacks: int = 0  # bulk mutations that could not start or finish (written batched instead)
+    bulk_queries: int = 0  # bulk queries started (reads)
+    bulk_read_fallbacks: int = 0  # bulk reads that could not start, failed or timed out (read page by page)

@@ -6,11 +6,14 @@ Cost rules (Shopify's calculated query cost): scalars/enums 0, an object 1, a mu
 
 from __future__ import annotations
 
+import json
+
 DEFINITION_FIELDS = """
   id
   type
   name
   displayNameKey
+  metaobjectsCount
   fieldDefinitions { key name required type { name } }
 """
 
@@ -35,11 +38,28 @@ query Metaobjects($type: String!, $first: Int!, $after: String) {
 }
 """
 LIST_PAGE_SIZE = 250  # Shopify's maximum for `first`
+LIST_NODE_COST = 2.0  # a listed metaobject: the node 1 + its sync_hash field object 1
 
 
 def list_cost(first: int) -> float:
     """connection 2 + first x (node 1 + field object 1) + pageInfo 1."""
-    return 3.0 + 2.0 * first
+    return 3.0 + LIST_NODE_COST * first
+
+
+METAOBJECTS_COUNT = (
+    "query MetaobjectsCount($type: String!) {\n"
+    "  metaobjectDefinitionByType(type: $type) { metaobjectsCount }\n}"
+)
+METAOBJECTS_COUNT_COST = 1.0  # the definition object; the count is a scalar
+
+
+def bulk_list_query(metaobject_type: str) -> str:
+    """The bulk query reading what LIST_METAOBJECTS reads, every metaobject of the type at once (bulk queries take
+    no variables and no `first`). The result file holds one JSON object per metaobject, keyed as selected."""
+    return (
+        f"{{ metaobjects(type: {json.dumps(metaobject_type)}) {{ edges {{ node {{ "
+        'id handle updatedAt sync_hash: field(key: "sync_hash") { value } } } } }'
+    )
 
 
 USER_ERRORS = "userErrors { field message code }"
@@ -94,6 +114,14 @@ mutation StagedUploadsCreate($input: [StagedUploadInput!]!) {
 BULK_RUN_MUTATION = """
 mutation BulkOperationRunMutation($mutation: String!, $stagedUploadPath: String!) {
   bulkOperationRunMutation(mutation: $mutation, stagedUploadPath: $stagedUploadPath) {
+    bulkOperation { id status }
+    userErrors { field message code }
+  }
+}
+"""
+BULK_RUN_QUERY = """
+mutation BulkOperationRunQuery($query: String!) {
+  bulkOperationRunQuery(query: $query) {
     bulkOperation { id status }
     userErrors { field message code }
   }
