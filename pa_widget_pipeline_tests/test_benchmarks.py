@@ -52,12 +52,26 @@ def test_noop_resync_second_sync_writes_nothing(sandbox):
     assert (first["synced"], first["failed"], first["shopify_writes"], first["bulk_operations"]) == (45, 0, 45, 0)
     assert (second["synced"], second["unchanged"], second["failed"]) == (0, 45, 0)
     assert (second["shopify_writes"], second["bulk_operations"], second["status"]) == (0, 0, "success")
-    assert second["shopify_requests"] == 6  # per type: its definition and one page of metaobjects
+    # per type: its definition (which carries metaobjectsCount) and one page of metaobjects: 15 fit the bucket
+    assert (second["shopify_requests"], second["bulk_queries"]) == (6, 0)
     assert second["shopify_points"] > 0 and second["pa_requests"] > 0
 
     summary = noop_resync.summarize(r, r)
     assert all(t["met"] for t in summary["targets"])
     assert "second sync (no-op)" in noop_resync.markdown(summary)
+
+
+def test_noop_resync_reads_in_bulk_past_the_bucket(sandbox):
+    # A 25-point bucket: paging 15 metaobjects (30 points) does not fit it, so with bulk_read_threshold=10 the
+    # second sync reads each type with one bulk query (and the first writes each in bulk: 15 x 12 > 25).
+    r = noop_resync.measure(sandbox, 45, bucket=(25.0, 1000.0), bulk_threshold=10, bulk_poll_seconds=0.05,
+                            bulk_read_threshold=10)
+    first, second = r["first"], r["second"]
+    assert (first["synced"], first["failed"], first["bulk_operations"], first["bulk_queries"]) == (45, 0, 3, 0)
+    assert (second["synced"], second["unchanged"], second["failed"], second["status"]) == (0, 45, 0, "success")
+    assert (second["shopify_writes"], second["bulk_operations"]) == (0, 0)
+    assert (second["bulk_queries"], second["bulk_read_fallbacks"]) == (3, 0)
+    assert "bulk queries (reads)" in noop_resync.markdown(noop_resync.summarize(r, r))
 
 
 def test_bulk_vs_batched_both_write_everything_and_bulk_spends_almost_no_points(sandbox):
