@@ -252,3 +252,12 @@ def test_rewrite_unchanged_repairs_values_lost_behind_the_hash(stores, dagster_i
     [repaired] = sync(dagster_instance, "drifted", rewrite_unchanged=True)
     assert (repaired.unchanged, repaired.synced) == (0, 2)
     assert all(m["fields"].get("slots") for m in store.shop.metaobjects["pa_recommendation_widget"].values())
+
+
+def test_bulk_thresholds_from_resource_config_reach_the_client(stores):
+    from pa_widget_pipeline.defs.resources import WidgetSyncResource
+
+    stores.add("tuned", types=[1])
+    resource = WidgetSyncResource(bulk_threshold=50, bulk_read_threshold=2000)
+    client = resource.shopify_client(resource.store("tuned"))
+    assert (client.bulk_threshold, client.bulk_read_threshold) == (50, 2000)

@@ -38,7 +38,8 @@ class WidgetSyncResource(ConfigurableResource):
     registry names, read only when a store's client is built, never stored in config or metadata."""
 
     registry_path: Optional[str] = None  # None: $PA_WIDGET_STORES, else the bundled demo registry
-    bulk_threshold: int = 300
+    bulk_threshold: int = 300  # writes of one type past which bulk mutations are used (when past the bucket)
+    bulk_read_threshold: int = 1000  # metaobjects of one type past which reads use a bulk query (ditto)
     pa_page_size: int = 200
     # Retry budgets: None = $PA_WIDGET_PA_RETRY_BUDGET_SECONDS / $PA_WIDGET_SHOPIFY_RETRY_BUDGET_SECONDS, else
     # 60 s / 120 s. The environment lets an operator (or a test) tune a CLI or `dagster dev` run without run config.
@@ -73,6 +74,7 @@ class WidgetSyncResource(ConfigurableResource):
             api_version=store.shopify_api_version,
             access_token=secrets.shopify_token,
             bulk_threshold=self.bulk_threshold,
+            bulk_read_threshold=self.bulk_read_threshold,
             retry_budget_seconds=_seconds(self.shopify_retry_budget_seconds, SHOPIFY_RETRY_BUDGET_ENV,
                                           DEFAULT_SHOPIFY_RETRY_BUDGET_SECONDS),
         )
