@@ -744,6 +744,15 @@ def _decode_cursor(cursor: str) -> int:
         raise GraphQLError("Invalid cursor for current pagination sort.") from None
 
 
+def _take_fault(shop: "ShopState", counter: str) -> bool:
+    """Use one shot of a counting fault switch; True when it fired."""
+    if getattr(shop.faults, counter) <= 0:
+        return False
+    setattr(shop.faults, counter, getattr(shop.faults, counter) - 1)
+    shop.stats.faults_served += 1
+    return True
+
+
 class ShopifySandbox:
     """Shops plus the Starlette app that serves them. `clock` drives every shop's cost bucket."""
 
@@ -1277,25 +1286,29 @@ class ShopifySandbox:
         except ValueError as exc:
             return refuse("INVALID_STAGED_UPLOAD_FILE", f"The staged upload file is not valid JSONL: {exc}",
                           ["stagedUploadPath"])
+        op_record = self._new_bulk_operation(shop, "MUTATION", mutation)
+        shop.stats.bulk_operations += 1
+        fail = _take_fault(shop, "bulk_fail_next")
+        self._start_bulk_thread(self._bulk_worker, (shop, op_record, doc, lines, fail, info.context["base_url"]),
+                                f"shopify-bulk-{op_record['_num']}")
+        return {"bulkOperation": op_record, "userErrors": []}
+
+    @staticmethod
+    def _new_bulk_operation(shop: ShopState, op_type: str, query: str) -> dict:
         num = shop._next_num()
         op_record = {
             "__typename": "BulkOperation", "id": _gid("BulkOperation", num), "status": "CREATED",
-            "errorCode": None, "type": "MUTATION", "query": mutation, "createdAt": _now_iso(), "completedAt": None,
+            "errorCode": None, "type": op_type, "query": query, "createdAt": _now_iso(), "completedAt": None,
             "objectCount": 0, "rootObjectCount": 0, "fileSize": None, "url": None, "partialDataUrl": None,
             "_num": num, "_cancel": False,
         }
         shop.bulk_operations[op_record["id"]] = op_record
-        shop.stats.bulk_operations += 1
-        fail = shop.faults.bulk_fail_next > 0
-        if fail:
-            shop.faults.bulk_fail_next -= 1
-            shop.stats.faults_served += 1
-        base = info.context["base_url"]
-        thread = threading.Thread(target=self._bulk_worker, args=(shop, op_record, doc, lines, fail, base),
-                                  name=f"shopify-bulk-{num}", daemon=True)
+        return op_record
+
+    def _start_bulk_thread(self, target: Callable[..., None], args: tuple, name: str) -> None:
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
         self._bulk_threads = [t for t in self._bulk_threads if t.is_alive()] + [thread]
         thread.start()
-        return {"bulkOperation": op_record, "userErrors": []}
 
     def _bulk_worker(self, shop: ShopState, op: dict, doc: _Doc, lines: list[dict], fail: bool,
                      base: str) -> None:
@@ -1371,24 +1384,11 @@ class ShopifySandbox:
         if max(depths) > BULK_QUERY_MAX_DEPTH:
             return refuse("INVALID", f"Bulk queries cannot contain connections with a nesting depth greater than "
                           f"{BULK_QUERY_MAX_DEPTH}.", ["query"])
-        num = shop._next_num()
-        op_record = {
-            "__typename": "BulkOperation", "id": _gid("BulkOperation", num), "status": "CREATED",
-            "errorCode": None, "type": "QUERY", "query": query, "createdAt": _now_iso(), "completedAt": None,
-            "objectCount": 0, "rootObjectCount": 0, "fileSize": None, "url": None, "partialDataUrl": None,
-            "_num": num, "_cancel": False,
-        }
-        shop.bulk_operations[op_record["id"]] = op_record
+        op_record = self._new_bulk_operation(shop, "QUERY", query)
         shop.stats.bulk_queries += 1
-        fail = shop.faults.bulk_query_fail_next > 0
-        if fail:
-            shop.faults.bulk_query_fail_next -= 1
-            shop.stats.faults_served += 1
-        thread = threading.Thread(target=self._bulk_query_worker,
-                                  args=(shop, op_record, doc, fail, info.context["base_url"]),
-                                  name=f"shopify-bulk-query-{num}", daemon=True)
-        self._bulk_threads = [t for t in self._bulk_threads if t.is_alive()] + [thread]
-        thread.start()
+        fail = _take_fault(shop, "bulk_query_fail_next")
+        self._start_bulk_thread(self._bulk_query_worker, (shop, op_record, doc, fail, info.context["base_url"]),
+                                f"shopify-bulk-query-{op_record['_num']}")
         return {"bulkOperation": op_record, "userErrors": []}
 
     def _bulk_query_worker(self, shop: ShopState, op: dict, doc: _Doc, fail: bool, base: str) -> None:
