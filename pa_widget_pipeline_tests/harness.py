@@ -81,3 +81,23 @@ class StoreHarness:
         Sandbox.write_registry(self.path, self.entries)
         self.monkeypatch.setenv("PA_WIDGET_STORES", str(self.path))
         return self.path
+
+
+REGISTRY_TEST_ENV = {"TOK": "t", "CID": "c", "CSEC": "s", "TOK2": "t2", "CID2": "c2", "CSEC2": "s2"}
+
+
+def registry_entry(**overrides: Any) -> dict[str, Any]:
+    """A valid registry entry (secrets named as in REGISTRY_TEST_ENV), with `overrides` applied."""
+    base = {
+        "key": "acme-au",
+        "shop_domain": "acme-au.myshopify.com",
+        "shopify_api_version": "2025-10",
+        "shopify_token_env": "TOK",
+        "pa_website_id": "b2a7c9d0-1111-4e2f-8a3b-222233334444",
+        "pa_api_url": "https://pa-api.example",
+        "pa_auth_url": "https://pa-auth.example",
+        "pa_client_id_env": "CID",
+        "pa_client_secret_env": "CSEC",
+    }
+    base.update(overrides)
+    return base

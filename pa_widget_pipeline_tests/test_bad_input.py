@@ -17,7 +17,7 @@ from pa_widget_pipeline.sandbox.pa_server import REMOVE, make_widget
 from pa_widget_pipeline.sandbox.runner import Sandbox
 from pa_widget_pipeline.stores import RegistryError, parse_registry
 from pa_widget_pipeline.sync.mapping import metaobject_handle, widget_fields
-from pa_widget_pipeline_tests.harness import StoreHarness
+from pa_widget_pipeline_tests.harness import REGISTRY_TEST_ENV, StoreHarness, registry_entry
 
 STORE = "bad-input"
 REC, MERCH, BUNDLE = "pa_recommendation_widget", "pa_merchandising_widget", "pa_bundle_widget"
@@ -203,23 +203,10 @@ def test_partition_key_not_in_the_registry_is_refused(bad_run):
 
 # -------------------------------------------------------------------------------------------------------- registry
 
-ENV = {"TOK": "t", "CID": "c", "CSEC": "s"}
+ENV = REGISTRY_TEST_ENV
+entry = registry_entry
 
 
-def entry(**overrides):
-    base = {
-        "key": "acme-au",
-        "shop_domain": "acme-au.myshopify.com",
-        "shopify_api_version": "2025-10",
-        "shopify_token_env": "TOK",
-        "pa_website_id": "b2a7c9d0-1111-4e2f-8a3b-222233334444",
-        "pa_api_url": "https://pa-api.example",
-        "pa_auth_url": "https://pa-auth.example",
-        "pa_client_id_env": "CID",
-        "pa_client_secret_env": "CSEC",
-    }
-    base.update(overrides)
-    return base
 
 
 def problems_for(raw):

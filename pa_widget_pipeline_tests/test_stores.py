@@ -9,24 +9,12 @@ from pa_widget_pipeline.stores import (
     load_registry,
     parse_registry,
 )
+from pa_widget_pipeline_tests.harness import REGISTRY_TEST_ENV, registry_entry
 
-ENV = {"TOK": "t", "CID": "c", "CSEC": "s", "TOK2": "t2", "CID2": "c2", "CSEC2": "s2"}
+ENV = REGISTRY_TEST_ENV
+entry = registry_entry
 
 
-def entry(**overrides):
-    base = {
-        "key": "acme-au",
-        "shop_domain": "acme-au.myshopify.com",
-        "shopify_api_version": "2025-10",
-        "shopify_token_env": "TOK",
-        "pa_website_id": "b2a7c9d0-1111-4e2f-8a3b-222233334444",
-        "pa_api_url": "https://pa-api.example",
-        "pa_auth_url": "https://pa-auth.example",
-        "pa_client_id_env": "CID",
-        "pa_client_secret_env": "CSEC",
-    }
-    base.update(overrides)
-    return base
 
 
 def problems_for(*entries, environ=ENV):
