@@ -261,3 +261,22 @@ def test_bulk_thresholds_from_resource_config_reach_the_client(stores):
     resource = WidgetSyncResource(bulk_threshold=50, bulk_read_threshold=2000)
     client = resource.shopify_client(resource.store("tuned"))
     assert (client.bulk_threshold, client.bulk_read_threshold) == (50, 2000)
+
+
+def test_demo_registry_works_without_exported_credentials_and_others_do_not(monkeypatch, tmp_path):
+    from pa_widget_pipeline.defs.resources import WidgetSyncResource
+    from pa_widget_pipeline.sandbox.demo import DEMO_STORES, demo_environment
+    from pa_widget_pipeline.stores import DEMO_REGISTRY_PATH, RegistryError
+
+    for name in demo_environment():
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("PA_WIDGET_STORES", raising=False)
+    demo = WidgetSyncResource()
+    healthy = demo.store("demo-healthy")
+    assert demo.secrets(healthy).shopify_token == DEMO_STORES[0].shopify_token
+
+    copy = tmp_path / "copy.yaml"
+    copy.write_text(DEMO_REGISTRY_PATH.read_text())  # the same stores, but not the bundled demo registry
+    other = WidgetSyncResource(registry_path=str(copy))
+    with pytest.raises(RegistryError, match="DEMO_HEALTHY_SHOPIFY_TOKEN is not set"):
+        other.secrets(other.store("demo-healthy"))

@@ -9,7 +9,14 @@ from dagster import ConfigurableResource
 
 from pa_widget_pipeline.pa.client import PAClient
 from pa_widget_pipeline.shopify.metaobjects import MetaobjectClient, make_shopify_client
-from pa_widget_pipeline.stores import StoreConfig, StoreRegistry, load_registry
+from pa_widget_pipeline.stores import (
+    DEMO_REGISTRY_PATH,
+    StoreConfig,
+    StoreRegistry,
+    StoreSecrets,
+    load_registry,
+    registry_path,
+)
 
 PA_RETRY_BUDGET_ENV = "PA_WIDGET_PA_RETRY_BUDGET_SECONDS"
 SHOPIFY_RETRY_BUDGET_ENV = "PA_WIDGET_SHOPIFY_RETRY_BUDGET_SECONDS"
@@ -52,8 +59,19 @@ class WidgetSyncResource(ConfigurableResource):
     def store(self, key: str) -> StoreConfig:
         return self.registry().get(key)
 
+    def secrets(self, store: StoreConfig) -> StoreSecrets:
+        """From the environment. With the bundled demo registry (loopback sandbox only), the sandbox's own
+        demo credentials fill in what the environment lacks, so `dagster dev` beside `pa-widget-sync sandbox`
+        works without exports."""
+        environ: dict[str, str] = dict(os.environ)
+        if registry_path(self.registry_path).resolve() == DEMO_REGISTRY_PATH.resolve():
+            from pa_widget_pipeline.sandbox.demo import demo_environment
+
+            environ = {**demo_environment(), **environ}
+        return self.registry().secrets_for(store.key, environ)
+
     def pa_client(self, store: StoreConfig) -> PAClient:
-        secrets = self.registry().secrets_for(store.key)
+        secrets = self.secrets(store)
         return PAClient(
             store=store.key,
             api_url=store.pa_api_url,
@@ -67,7 +85,7 @@ class WidgetSyncResource(ConfigurableResource):
         )
 
     def shopify_client(self, store: StoreConfig) -> MetaobjectClient:
-        secrets = self.registry().secrets_for(store.key)
+        secrets = self.secrets(store)
         return make_shopify_client(
             store=store.key,
             admin_url=store.admin_url,
