@@ -1305,6 +1305,24 @@ class ShopifySandbox:
         shop.bulk_operations[op_record["id"]] = op_record
         return op_record
 
+    @staticmethod
+    def _finish_bulk_operation(shop: ShopState, op: dict, lines: list[dict], fail: bool, base: str) -> None:
+        """Serve the result lines as JSONL and set the final status. No lines: COMPLETED with url null, as on
+        Shopify; failed or canceled: what was done so far as partialDataUrl."""
+        data = "".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines).encode()
+        name = f"bulk-{op['_num']}.jsonl"
+        with shop.lock:
+            if lines:
+                shop.bulk_files[name] = data
+            url = f"{base}/staged/{shop.key}/results/{name}" if lines else None
+            op["completedAt"] = _now_iso()
+            if op["_cancel"]:
+                op["status"], op["partialDataUrl"] = "CANCELED", url
+            elif fail:
+                op["status"], op["errorCode"], op["partialDataUrl"] = "FAILED", shop.faults.bulk_fail_error_code, url
+            else:
+                op["status"], op["url"], op["fileSize"] = "COMPLETED", url, len(data) if lines else None
+
     def _start_bulk_thread(self, target: Callable[..., None], args: tuple, name: str) -> None:
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)
         self._bulk_threads = [t for t in self._bulk_threads if t.is_alive()] + [thread]
@@ -1331,19 +1349,7 @@ class ShopifySandbox:
                     op["rootObjectCount"] = len(results)
             chunks = [results[i:i + BULK_RESULT_CHUNK] for i in range(0, len(results), BULK_RESULT_CHUNK)]
             ordered = [line for chunk in reversed(chunks) for line in chunk]
-            data = "".join(json.dumps(line, separators=(",", ":")) + "\n" for line in ordered).encode()
-            name = f"bulk-{op['_num']}.jsonl"
-            with shop.lock:
-                if results:
-                    shop.bulk_files[name] = data
-                url = f"{base}/staged/{shop.key}/results/{name}" if results else None
-                op["completedAt"] = _now_iso()
-                if op["_cancel"]:
-                    op["status"], op["partialDataUrl"] = "CANCELED", url
-                elif fail:
-                    op["status"], op["errorCode"], op["partialDataUrl"] = "FAILED", shop.faults.bulk_fail_error_code, url
-                else:
-                    op["status"], op["url"], op["fileSize"] = "COMPLETED", url, len(data) if results else None
+            self._finish_bulk_operation(shop, op, ordered, fail, base)
         except Exception:  # pragma: no cover - a sandbox bug must not leave the op RUNNING forever
             log.exception("bulk operation %s crashed", op["id"])
             with shop.lock:
@@ -1415,19 +1421,7 @@ class ShopifySandbox:
                     op["objectCount"] = len(written)
                     if "__parentId" not in line:
                         op["rootObjectCount"] += 1
-            data = "".join(json.dumps(line, separators=(",", ":")) + "\n" for line in written).encode()
-            name = f"bulk-{op['_num']}.jsonl"
-            with shop.lock:
-                if written:
-                    shop.bulk_files[name] = data
-                url = f"{base}/staged/{shop.key}/results/{name}" if written else None
-                op["completedAt"] = _now_iso()
-                if op["_cancel"]:
-                    op["status"], op["partialDataUrl"] = "CANCELED", url
-                elif fail:
-                    op["status"], op["errorCode"], op["partialDataUrl"] = "FAILED", shop.faults.bulk_fail_error_code, url
-                else:  # no objects: COMPLETED with url null, as on Shopify
-                    op["status"], op["url"], op["fileSize"] = "COMPLETED", url, len(data) if written else None
+            self._finish_bulk_operation(shop, op, written, fail, base)
         except Exception:  # a sandbox bug (or a resolver error) must not leave the op RUNNING forever
             log.exception("bulk query %s crashed", op["id"])
             with shop.lock:
