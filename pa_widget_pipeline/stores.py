@@ -146,6 +146,15 @@ class StoreConfig(BaseModel):
     def secret_env_names(self) -> tuple[str, str, str]:
         return (self.shopify_token_env, self.pa_client_id_env, self.pa_client_secret_env)
 
+    def secrets(self, environ: Mapping[str, str] | None = None) -> "StoreSecrets":
+        env = os.environ if environ is None else environ
+        missing = [name for name in self.secret_env_names if not env.get(name)]
+        if missing:
+            raise RegistryError(
+                "environment", [f"store {self.key!r}: environment variable {name} is not set" for name in missing]
+            )
+        return StoreSecrets(*(env[name] for name in self.secret_env_names))
+
 
 @dataclass(frozen=True)
 class StoreSecrets:
@@ -184,14 +193,7 @@ class StoreRegistry(BaseModel):
         raise UnknownStoreError(key, self.keys)
 
     def secrets_for(self, key: str, environ: Mapping[str, str] | None = None) -> StoreSecrets:
-        store = self.get(key)
-        env = os.environ if environ is None else environ
-        missing = [name for name in store.secret_env_names if not env.get(name)]
-        if missing:
-            raise RegistryError(
-                "environment", [f"store {key!r}: environment variable {name} is not set" for name in missing]
-            )
-        return StoreSecrets(*(env[name] for name in store.secret_env_names))
+        return self.get(key).secrets(environ)
 
 
 def _problems_from(exc: ValidationError, raw: Any) -> list[str]:

@@ -32,7 +32,7 @@ from pa_widget_pipeline.defs.jobs import sync_store_job
 from pa_widget_pipeline.defs.partitions import STORES_PARTITION_NAME, stores_partitions
 from pa_widget_pipeline.defs.resources import WidgetSyncResource
 from pa_widget_pipeline.shopify.errors import ShopifyError
-from pa_widget_pipeline.stores import RegistryError
+from pa_widget_pipeline.stores import RegistryError, StoreRegistry
 from pa_widget_pipeline.sync.contract import TYPE_KEYS, check_definition
 
 SYNC_CRON_ENV = "PA_WIDGET_SYNC_CRON"
@@ -40,10 +40,10 @@ DEFAULT_SYNC_CRON = "0 * * * *"
 FETCH_ASSETS = [AssetKey("pa_widgets"), AssetKey("widgets_by_type")]
 
 
-def registered_partitions(context, widget_sync: WidgetSyncResource) -> list[str]:
+def registered_partitions(context, registry: StoreRegistry) -> list[str]:
     """Stores both in the registry and already added as partitions, in registry order."""
     partitions = set(context.instance.get_dynamic_partitions(STORES_PARTITION_NAME))
-    return [key for key in widget_sync.registry().keys if key in partitions]
+    return [key for key in registry.keys if key in partitions]
 
 
 @sensor(
@@ -79,7 +79,7 @@ def store_registry_sensor(context: SensorEvaluationContext, widget_sync: WidgetS
 )
 def sync_all_stores_schedule(context: ScheduleEvaluationContext, widget_sync: WidgetSyncResource):
     try:
-        keys = registered_partitions(context, widget_sync)
+        keys = registered_partitions(context, widget_sync.registry())
     except RegistryError as exc:
         return SkipReason(f"store registry is invalid, no runs requested: {exc}")
     if not keys:
@@ -108,8 +108,8 @@ def _latest_check(context, type_key: str, store: str):
 )
 def definition_fix_sensor(context: SensorEvaluationContext, widget_sync: WidgetSyncResource):
     try:
-        keys = registered_partitions(context, widget_sync)
         registry = widget_sync.registry()
+        keys = registered_partitions(context, registry)
     except RegistryError as exc:
         return SkipReason(f"store registry is invalid: {exc}")
     requests: list[RunRequest] = []

@@ -70,11 +70,12 @@ def _already_recorded(instance: DagsterInstance, store: str, run_id: str) -> boo
     )
 
 
-def record_history(instance: DagsterInstance, run_id: str) -> str | None:
+def record_history(instance: DagsterInstance, run_id: str, entry: SyncHistoryEntry | None = None) -> str | None:
     """Record a finished sync run's entry as a `sync_history` observation, once; returns why not, if not.
 
     Called by the CLI right after its runs and by the sensors for every run (UI, schedule, backfill), so a run
-    launched by the CLI while a daemon is running is still recorded only once.
+    launched by the CLI while a daemon is running is still recorded only once. `entry`: the run's entry when
+    the caller already assembled it.
     """
     [record] = instance.get_run_records(RunsFilter(run_ids=[run_id]), limit=1)
     if not is_sync_run(record):
@@ -84,7 +85,7 @@ def record_history(instance: DagsterInstance, run_id: str) -> str | None:
         return f"run {run_id} is for an unknown store partition"
     if _already_recorded(instance, store, run_id):
         return f"run {run_id} is already in the history"
-    instance.report_runless_asset_event(history_observation(entry_from_record(instance, record)))
+    instance.report_runless_asset_event(history_observation(entry or entry_from_record(instance, record)))
     return None
 
 

@@ -105,7 +105,7 @@ def sync_stores(
             done.set()
             follower.join()
         entry = history_entry_for_run(instance, run_id)
-        record_history(instance, run_id)
+        record_history(instance, run_id, entry)
         print(f"{prefix} {entry.status}: {entry.synced} synced, {entry.unchanged} unchanged, "
               f"{entry.skipped} skipped, {entry.failed} failed", file=out, flush=True)
         entries.append(entry)

@@ -68,7 +68,7 @@ class WidgetSyncResource(ConfigurableResource):
             from pa_widget_pipeline.sandbox.demo import demo_environment
 
             environ = {**demo_environment(), **environ}
-        return self.registry().secrets_for(store.key, environ)
+        return store.secrets(environ)
 
     def pa_client(self, store: StoreConfig) -> PAClient:
         secrets = self.secrets(store)
